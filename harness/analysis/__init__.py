@@ -1,0 +1,25 @@
+"""Statistics of a run's trials, apart from any rendering: pandas frames in, frames out."""
+
+from harness.analysis.baseline import RATIO_COLUMNS, compare_to_baseline, ratios_to_baseline
+from harness.analysis.curves import loss_curves
+from harness.analysis.trials import (
+    METRICS,
+    PARAM_PREFIX,
+    axis_columns,
+    combination_name,
+    memory_metric,
+    trial_frame,
+)
+
+__all__ = [
+    "METRICS",
+    "PARAM_PREFIX",
+    "RATIO_COLUMNS",
+    "axis_columns",
+    "combination_name",
+    "compare_to_baseline",
+    "loss_curves",
+    "memory_metric",
+    "ratios_to_baseline",
+    "trial_frame",
+]

@@ -1,0 +1,165 @@
+"""`harness` command line. Exit 0 on success; 1 when the run finished but every trial failed;
+2 on bad input or usage, with one line naming the file, line and field (never a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import InputError
+from harness.store import DEFAULT_RESULTS, FORMATS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise InputError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a scenario's trials, store them, write the report")
+    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results database")
+    run.add_argument("--report", type=Path, help="report folder (default reports/<scenario>/)")
+    run.add_argument("--no-report", action="store_true", help="do not write a report")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--resume", action="store_true",
+                     help="finish the latest run of this scenario: run only the trials it lacks")
+    run.add_argument("--dry-run", action="store_true", help="print the planned trials and stop")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a scenario field, e.g. --set model.preset=tiny (repeatable)")
+    run.add_argument("-q", "--quiet", action="store_true", help="one line per trial, no progress bar")
+
+    validate = commands.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("scenarios", nargs="+")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    report = commands.add_parser("report", help="write the HTML and markdown report of a run")
+    report.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    report.add_argument("--run", dest="run_id", help="run id (default: the latest run)")
+    report.add_argument("--out", type=Path, help="folder (default reports/<scenario>/)")
+
+    export = commands.add_parser("export", help="export a run's trials")
+    export.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    export.add_argument("--run", dest="run_id", help="run id (default: the latest run)")
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument("--out", type=Path, help="file (default: standard output)")
+
+    commands.add_parser("env", help="print the environment fingerprint stored with every trial")
+    runs = commands.add_parser("runs", help="list the runs in a results database")
+    runs.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except InputError as err:
+        print(f"harness: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; finished trials are stored (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import hardware, runner
+    from harness.progress import SweepProgress
+    from harness.scenario import load_scenario
+    from harness.store import ResultStore
+
+    loaded = load_scenario(args.scenario, args.overrides)
+    device = hardware.resolve_device(args.device)
+    if args.dry_run:
+        print_plan(runner.plan(loaded, device), loaded.scenario.name, device)
+        return 0
+    store = ResultStore(args.results)
+    summary = runner.run_scenario(loaded, store, device, resume=args.resume,
+                                  progress=SweepProgress(quiet=args.quiet))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items()))
+    print(f"run {summary.run_id}: {counts}; results in {args.results}")
+    if not args.no_report:
+        from harness.report import write_report
+
+        out = args.report or default_report_dir(loaded.scenario.name)
+        html, markdown = write_report(store, summary.run_id, out)
+        print(f"report: {html} and {markdown}")
+    return summary.exit_code
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.scenario import expand_combinations, load_scenario
+
+    for path in args.scenarios:
+        loaded = load_scenario(path, args.overrides)
+        combos = len(expand_combinations(loaded.scenario))
+        print(f"{path}: ok ({combos} combinations x {loaded.scenario.repeats} repeats)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+    from harness.store import ResultStore
+
+    store = ResultStore(args.results, create=False)
+    run = store.run(args.run_id)
+    html, markdown = write_report(store, run.run_id, args.out or default_report_dir(run.scenario))
+    print(f"report: {html} and {markdown}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.store import ResultStore, export_trials
+
+    store = ResultStore(args.results, create=False)
+    run = store.run(args.run_id)
+    text = export_trials(store.trials(run.run_id), args.format, args.out)
+    if text is not None:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from harness import hardware
+
+    print(json.dumps(hardware.fingerprint(hardware.resolve_device("auto")), indent=2))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from harness.store import ResultStore
+
+    for run in ResultStore(args.results, create=False).runs():
+        state = "finished" if run["finished_at"] else "unfinished"
+        print(f"{run['run_id']}  {run['scenario']:<24} {run['device']:<5} "
+              f"{run['trials']}/{run['planned_trials']} trials  {run['started_at']}  {state}")
+    return 0
+
+
+def print_plan(planned, scenario: str, device: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{scenario}: {len(planned)} trials on {device}")
+    for column in ("#", "trial", "name", "model", "steps", "plan"):
+        table.add_column(column)
+    for index, (spec, skip) in enumerate(planned):
+        model = spec.model
+        shape = f"{model['flavour']} L{model['n_layer']} d{model['d_model']} h{model['n_head']}"
+        table.add_row(str(index), spec.trial_id, spec.name, shape, str(spec.train["steps"]),
+                      f"skip: {skip}" if skip else "run")
+    Console(width=160).print(table)
+
+
+def default_report_dir(scenario: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
+    return Path("reports") / safe
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,
+            "export": cmd_export, "env": cmd_env, "runs": cmd_runs}

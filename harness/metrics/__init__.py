@@ -1,0 +1,7 @@
+"""Meters: context managers stacked around the measured window of the training loop."""
+
+from harness.metrics.activations import SavedTensorMeter
+from harness.metrics.memory import MemoryMeter, MemoryPeaks
+from harness.metrics.timing import StepTimer, StepTimes
+
+__all__ = ["MemoryMeter", "MemoryPeaks", "SavedTensorMeter", "StepTimer", "StepTimes"]

@@ -1,0 +1,52 @@
+"""Bytes saved for backward in one step, counted as autograd saves them.
+
+Every tensor that autograd keeps for the backward pass goes through the pack hook of
+`torch.autograd.graph.saved_tensors_hooks`, including the inputs a non-reentrant
+`torch.utils.checkpoint` keeps while it discards the rest. Distinct storages are counted
+once (views of one buffer share it) and the parameters themselves are left out: they are
+held whether or not anything is saved. Works on any device, so the effect of checkpointing
+is visible on a CPU too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+class SavedTensorMeter:
+    """`with SavedTensorMeter(model.parameters()) as meter: loss = forward(...)`;
+    then `meter.bytes`."""
+
+    def __init__(self, parameters: Iterable[torch.Tensor]):
+        self._exclude = {_storage_key(p) for p in parameters}
+        self._storages: dict[tuple[str, int], int] = {}
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._storages.values())
+
+    def __enter__(self) -> SavedTensorMeter:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(tensor)
+        if key not in self._exclude and key[1] != 0:
+            self._storages[key] = tensor.untyped_storage().nbytes()
+        return tensor
+
+
+def _unpack(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
+    if tensor.layout != torch.strided:
+        return (str(tensor.device), id(tensor))
+    return (str(tensor.device), tensor.untyped_storage().data_ptr())

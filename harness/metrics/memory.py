@@ -1,0 +1,80 @@
+"""Peak memory over the measured window: the CUDA caching allocator's peaks on a GPU, the
+host's resident-set peak everywhere.
+
+The host peak uses Linux's high-water mark (VmHWM), reset at the window's start by writing
+5 to /proc/self/clear_refs, so the figure covers the window alone. Where that cannot be
+reset, the lifetime peak (getrusage) is reported and the note says so.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+PROC = Path("/proc/self")
+
+
+@dataclass
+class MemoryPeaks:
+    metrics: dict[str, float] = field(default_factory=dict)
+    unmeasured: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class MemoryMeter:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peaks = MemoryPeaks()
+
+    def __enter__(self) -> MemoryMeter:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._hwm_reset = reset_host_peak()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        metrics, unmeasured = self.peaks.metrics, self.peaks.unmeasured
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            stats = torch.cuda.memory_stats(self.device)
+            metrics["peak_memory_bytes"] = float(stats.get("allocated_bytes.all.peak", 0))
+            metrics["peak_reserved_bytes"] = float(stats.get("reserved_bytes.all.peak", 0))
+            metrics["alloc_retries"] = float(stats.get("num_alloc_retries", 0))
+        else:
+            why = f"no device allocator on {self.device.type}; the host peak is peak_rss_bytes"
+            unmeasured["peak_memory_bytes"] = why
+            unmeasured["peak_reserved_bytes"] = why
+        peak = host_peak_bytes()
+        if peak is None:
+            unmeasured["peak_rss_bytes"] = f"no resident-set high-water mark on {sys.platform}"
+        else:
+            metrics["peak_rss_bytes"] = float(peak)
+            if not self._hwm_reset:
+                self.peaks.notes["peak_rss_bytes"] = "process lifetime peak (could not reset VmHWM)"
+
+
+def reset_host_peak() -> bool:
+    try:
+        (PROC / "clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def host_peak_bytes() -> int | None:
+    try:
+        for line in (PROC / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if sys.platform.startswith("linux"):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if sys.platform == "darwin":
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
+    return None

@@ -1,0 +1,84 @@
+"""Parameter counts and model FLOPs, computed from a GPTConfig alone.
+
+The FLOPs formula is PaLM's (Chowdhery et al. 2022, "PaLM: Scaling Language
+Modeling with Pathways", appendix B), the one behind MFU:
+
+    model FLOPs per token = 6N + 12 * L * H * Q * T
+
+N: parameters taking part in matmuls (see flops_parameter_count), L layers,
+H query heads, Q head dimension, T sequence length. 6N is 2N for the forward
+matmuls plus 4N for the backward (gradients of activations and of weights).
+12LHQT is the attention score (q k^T) and value (scores v) matmuls, 2 each in
+forward and 4 each in backward, counted over the full T x T matrix, i.e. as if
+non-causal, and with no activation recompute.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from harness.models.gpt import GPTConfig
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of distinct parameter elements; a tied weight is counted once."""
+    # nn.Module.parameters() already yields each shared Parameter only once
+    return sum(p.numel() for p in model.parameters())
+
+
+def _block_parameter_count(cfg: GPTConfig) -> int:
+    C, Q, F = cfg.d_model, cfg.head_dim, cfg.ff_hidden
+    qkv_out = (cfg.n_head + 2 * cfg.kv_heads) * Q
+    if cfg.flavour == "llama":
+        attention = C * qkv_out + C * C
+        mlp = 3 * C * F  # gate, up and down projections
+        norms = 2 * C  # RMSNorm gains
+        return attention + mlp + norms
+    bias = 1 if cfg.bias else 0
+    attention = C * qkv_out + bias * qkv_out + C * C + bias * C
+    mlp = C * F + bias * F + F * C + bias * C
+    norms = 2 * (C + bias * C)  # LayerNorm gains and biases
+    return attention + mlp + norms
+
+
+def flops_parameter_count(cfg: GPTConfig) -> int:
+    """N of the FLOPs formula, computed analytically from the config.
+
+    N is every parameter of the model except the ones used only by an
+    embedding lookup, which costs no FLOPs:
+      - the position-embedding table (gpt2 flavour) is excluded;
+      - the token-embedding table is excluded when embeddings are untied;
+      - the LM head's V x d_model weight is included exactly once, whether or
+        not it is tied to the token embedding, because the output projection
+        is a matmul;
+      - norm gains and biases are included (they are not matmul weights, but
+        they are a negligible fraction and keep N a simple parameter count).
+    Equivalently: N = parameter_count(model) - position table - (untied input table).
+    """
+    final_norm = cfg.d_model * (2 if cfg.flavour == "gpt2" and cfg.bias else 1)
+    lm_head = cfg.vocab_size * cfg.d_model
+    return cfg.n_layer * _block_parameter_count(cfg) + final_norm + lm_head
+
+
+def _attention_flops_per_token(cfg: GPTConfig, seq_len: int) -> int:
+    # one forward pass: q k^T and scores v, 2 FLOPs per multiply-add, full T x T
+    return 4 * cfg.n_layer * cfg.n_head * cfg.head_dim * seq_len
+
+
+def model_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
+    """Training FLOPs (forward + backward) per token: 6N + 12*L*H*Q*T.
+
+    PaLM (Chowdhery et al. 2022, appendix B). Attention is counted as full,
+    non-causal T x T matmuls; activation recompute is not counted, so this is
+    "model FLOPs" as in MFU, not hardware FLOPs.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    return float(6 * flops_parameter_count(cfg) + 3 * _attention_flops_per_token(cfg, seq_len))
+
+
+def forward_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
+    """FLOPs of one forward pass per token: 2N + 4*L*H*Q*T, a third of model_flops_per_token."""
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    return float(2 * flops_parameter_count(cfg) + _attention_flops_per_token(cfg, seq_len))

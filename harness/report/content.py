@@ -1,0 +1,222 @@
+"""Everything a report says, gathered once from the store; markdown and HTML only render it.
+
+Statistics come from `harness.analysis`; this module picks, formats and explains them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import (
+    METRICS,
+    axis_columns,
+    compare_to_baseline,
+    loss_curves,
+    memory_metric,
+    ratios_to_baseline,
+    trial_frame,
+)
+from harness.report import figures, units
+from harness.report.tables import (
+    MEMORY_LABELS,
+    Table,
+    combination_table,
+    environment_table,
+    trial_table,
+)
+from harness.store import ResultStore
+
+# One line per figure on how it is measured; the report prints each next to its figure.
+HOW_MEASURED = {
+    "tokens/s": "tokens of the measured steps (all ranks) over the measured window's wall "
+                "time; warm-up steps excluded.",
+    "step time": "median of the measured steps' times (CUDA events on a GPU, a synchronised "
+                 "clock elsewhere); p10–p90 are their 10th and 90th percentiles.",
+    "peak_memory_bytes": "the CUDA caching allocator's peak of allocated bytes over the measured "
+                         "window, max over ranks.",
+    "peak_rss_bytes": "the worker process's resident-set high-water mark over the measured "
+                      "window (no device allocator on this run); it includes the Python runtime "
+                      "and libraries, not only the model.",
+    "activation bytes": "bytes autograd saves for backward in one forward of one micro-batch, "
+                        "counted through saved-tensor hooks; parameters excluded.",
+    "final loss": "mean training loss over the last 10% of the steps.",
+    "eval loss": "mean next-token loss over the held-out eval batches after training.",
+    "ratios": "a trial's figure over the baseline combination's median over its ok repeats: "
+              "speedup > 1 is faster, a memory or activation ratio < 1 uses less.",
+    "loss curves": "the training loss of every step, warm-up steps included (shaded); the "
+                   "dashed line is the synthetic source's entropy rate, the lowest loss any "
+                   "model can reach in expectation.",
+}
+DASH_MEANING = (f"{units.DASH} marks a figure that was not measured (why, below) or a trial that "
+                "did not finish (its status says why); it never stands for zero.")
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    slug: str  # file stem of the PNG next to report.md
+    title: str
+    how_measured: str
+    png: bytes
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    name: str
+    status: str
+    reason: str
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    scenario: str
+    description: str
+    facts: list[tuple[str, str]]  # the header: run, times, device, git, version, counts
+    setup: list[tuple[str, str]]  # model, data, training, swept axes, baseline
+    baseline_name: str | None
+    trials: Table
+    combinations: Table | None  # only when some combination was repeated
+    unmeasured: list[tuple[str, str, str]]  # (metric, reason, which trials)
+    unfinished: list[Unfinished]
+    figures: list[FigureBlock]
+    measurements: list[tuple[str, str]]  # (column, how it is measured)
+    environment: Table
+    dash_meaning: str = DASH_MEANING
+
+
+def build_content(store: ResultStore, run_id: str) -> ReportContent:
+    run = store.run(run_id)
+    trials = store.trials(run.run_id)
+    frame = ratios_to_baseline(trial_frame(trials), run.baseline)
+    combos = compare_to_baseline(frame, run.baseline)
+    memory = memory_metric(frame)
+    with_ratios = run.baseline is not None
+    baseline_name = _baseline_name(combos, run.baseline)
+    curves = loss_curves(store.series(run.run_id), trials)
+
+    measurements = [(label, HOW_MEASURED[key]) for label, key in (
+        ("tokens/s", "tokens/s"), ("step time", "step time"),
+        (MEMORY_LABELS[memory], memory), ("activation bytes", "activation bytes"),
+        ("final loss", "final loss"), ("eval loss", "eval loss"))]
+    if with_ratios:
+        measurements.append(("ratios", HOW_MEASURED["ratios"]))
+
+    return ReportContent(
+        scenario=run.scenario,
+        description=run.description.strip(),
+        facts=_facts(run, trials),
+        setup=_setup(trials, frame, baseline_name),
+        baseline_name=baseline_name,
+        trials=trial_table(frame, memory, with_ratios),
+        combinations=(combination_table(combos, memory, with_ratios)
+                      if (combos["repeats"] > 1).any() else None),
+        unmeasured=_unmeasured(trials),
+        unfinished=[Unfinished(t["name"], t["status"], t["reason"] or "(no reason stored)",
+                               t.get("traceback")) for t in trials if t["status"] != "ok"],
+        figures=_figures(frame, curves, trials, memory),
+        measurements=measurements,
+        environment=environment_table(run.env),
+    )
+
+
+def _figures(frame: pd.DataFrame, curves: pd.DataFrame, trials: list[dict[str, Any]],
+             memory: str) -> list[FigureBlock]:
+    floors = [t["notes"]["loss_floor"] for t in trials
+              if (t.get("notes") or {}).get("loss_floor") is not None]
+    warmups = [int(t["spec"]["train"].get("warmup_steps") or 0) for t in trials]
+    label = MEMORY_LABELS[memory]
+    return [
+        FigureBlock("throughput", "Throughput", "tokens/s: " + HOW_MEASURED["tokens/s"]
+                    + " Bars are labelled with the speedup over the baseline.",
+                    figures.throughput_png(frame)),
+        FigureBlock("memory", "Memory", f"{label}: {HOW_MEASURED[memory]} activation bytes: "
+                    + HOW_MEASURED["activation bytes"], figures.memory_png(frame, memory, label)),
+        FigureBlock("loss", "Loss curves", "loss: " + HOW_MEASURED["loss curves"],
+                    figures.loss_png(curves, floors, warmups)),
+    ]
+
+
+def _facts(run, trials: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    env = run.env
+    counts = pd.Series([t["status"] for t in trials], dtype=object).value_counts()
+    by_status = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
+    commit = env.get("git_commit")
+    git = units.DASH if not commit else commit[:12] + (" (dirty)" if env.get("git_dirty") else "")
+    device = env.get("device_name") or run.device
+    if env.get("device_count") and env.get("device") not in (None, "cpu"):
+        device = f"{env['device_count']} × {device}"
+    return [
+        ("run", run.run_id),
+        ("started", run.started_at),
+        ("finished", run.finished_at or "not finished (interrupted, or still running)"),
+        ("device", f"{device} ({run.device})"),
+        ("git commit", git),
+        ("harness version", units.plain(env.get("harness_version"))),
+        ("trials", f"{len(trials)} stored of {run.planned_trials} planned: {by_status}"),
+    ]
+
+
+def _setup(trials: list[dict[str, Any]], frame: pd.DataFrame,
+           baseline_name: str | None) -> list[tuple[str, str]]:
+    """What was trained, from the first trial's spec (a swept axis changes it per trial)."""
+    if not trials:
+        return []
+    first = trials[0]
+    spec, notes = first["spec"], next((t["notes"] for t in trials if t.get("notes")), {})
+    model, data, train = spec["model"], spec["data"], spec["train"]
+    parameters = f", {notes['parameters']:,} parameters" if notes.get("parameters") else ""
+    axes = [column.removeprefix("params.") for column in axis_columns(frame)]
+    swept = "; ".join(
+        f"{axis}: {', '.join(units.plain(v) for v in frame['params.' + axis].drop_duplicates())}"
+        for axis in axes)
+    fixed = ", ".join(f"{k}={units.plain(v)}" for k, v in spec["techniques"].items() if k not in axes)
+    rows = [
+        ("model", f"{model.get('arch')} ({model.get('flavour')}): {model.get('n_layer')} layers, "
+                  f"{model.get('n_head')} heads, d_model {model.get('d_model')}, "
+                  f"vocab {model.get('vocab_size')}{parameters}"),
+        ("data", notes.get("data") or f"{data.get('kind')}, seq_len {data.get('seq_len')}"),
+        ("training", f"micro-batch {train.get('micro_batch_size')} × {data.get('seq_len')} tokens, "
+                     f"{train.get('steps')} steps of which {train.get('warmup_steps')} warm-up, "
+                     f"lr {train.get('lr')}, seed {train.get('seed')}"),
+        ("fixed techniques", fixed or units.DASH),
+        ("swept", swept or "nothing (a single combination)"),
+    ]
+    if baseline_name is not None:
+        rows.append(("baseline", baseline_name))
+    return rows
+
+
+def _unmeasured(trials: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Each (metric, reason) once, with the ok trials it applies to. Caveats stored as notes
+    under a metric's name (e.g. a lifetime RSS peak) are listed the same way."""
+    ok = [t for t in trials if t["status"] == "ok"]
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for trial in ok:
+        for metric, reason in (trial.get("unmeasured") or {}).items():
+            found[(metric, f"not measured: {reason}")].append(trial["name"])
+        for metric, note in (trial.get("notes") or {}).items():
+            if metric in METRICS and isinstance(note, str):
+                found[(metric, note)].append(trial["name"])
+    order = {metric: index for index, metric in enumerate(METRICS)}
+    rows = []
+    for (metric, reason), names in sorted(found.items(), key=lambda item: order.get(item[0][0], 99)):
+        if len(names) == len(ok):
+            which = f"all {len(ok)} ok trials" if len(ok) > 1 else "the ok trial"
+        else:
+            which = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        rows.append((metric, reason, which))
+    return rows
+
+
+def _baseline_name(combos: pd.DataFrame, baseline: dict[str, Any] | None) -> str | None:
+    if baseline is None:
+        return None
+    chosen = combos.loc[combos["is_baseline"], "combination"]
+    if len(chosen):
+        return str(chosen.iloc[0])
+    return " ".join(f"{axis}={units.plain(value)}" for axis, value in baseline.items()) + \
+        " (no trial of it was stored)"

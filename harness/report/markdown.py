@@ -1,0 +1,79 @@
+"""The report as GitHub-flavoured markdown, fit for a pull-request comment.
+
+Figures are links to the PNGs written next to report.md. Every text that comes from a
+scenario or a trial (names, reasons, descriptions) goes through `escape_markdown`, so a name
+cannot open a tag, break a table row or start emphasis.
+"""
+
+from __future__ import annotations
+
+import re
+
+from harness.report.content import ReportContent
+from harness.report.tables import Table
+
+# HTML-significant characters become entities (GitHub shows them as text); markdown
+# punctuation that changes meaning inside a line is backslash-escaped; "|" would end a cell.
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_PUNCTUATION = re.compile(r"([\\`*_\[\]|#~])")
+
+
+def escape_markdown(text: object) -> str:
+    """Markdown-safe inline text: one line, no tags, no emphasis, no table breaks."""
+    value = "".join(_ENTITIES.get(ch, ch) for ch in str(text))
+    value = _PUNCTUATION.sub(r"\\\1", value)
+    return " ".join(value.split())
+
+
+def table_markdown(table: Table) -> str:
+    frame = table.to_frame().map(escape_markdown)
+    frame.columns = [escape_markdown(h) for h in table.headers]
+    align = ["right" if numeric else "left" for numeric in table.numeric] or None
+    # disable_numparse: the cells are already formatted; tabulate must not re-round "2.910"
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def render_markdown(content: ReportContent) -> str:
+    out: list[str] = [f"# Benchmark report: {escape_markdown(content.scenario)}", ""]
+    if content.description:
+        out += [f"> {escape_markdown(content.description)}", ""]
+    out += [_facts(content.facts), ""]
+
+    if content.setup:
+        out += ["## Setup", "", _facts(content.setup), ""]
+
+    out += ["## Trials", "", table_markdown(content.trials), ""]
+    if content.baseline_name:
+        out += [f"Ratios are against the baseline **{escape_markdown(content.baseline_name)}** "
+                "(median over its ok repeats).", ""]
+    out += [content.dash_meaning, ""]
+    if content.unmeasured:
+        out += ["Not measured, or measured with a caveat:", ""]
+        out += [f"- `{metric}`: {escape_markdown(reason)} ({escape_markdown(which)})"
+                for metric, reason, which in content.unmeasured]
+        out.append("")
+    if content.unfinished:
+        out += ["Trials that did not finish:", ""]
+        out += [f"- {escape_markdown(t.name)}: **{t.status}**: {escape_markdown(t.reason)}"
+                for t in content.unfinished]
+        out.append("")
+
+    if content.combinations is not None:
+        out += ["## Per combination (median over ok repeats)", "",
+                table_markdown(content.combinations), ""]
+
+    out += ["## Figures", ""]
+    for figure in content.figures:
+        out += [f"### {figure.title}", "", f"![{figure.title}]({figure.slug}.png)", "",
+                f"*{escape_markdown(figure.how_measured)}*", ""]
+
+    out += ["## How each figure is measured", ""]
+    out += [f"- **{escape_markdown(label)}**: {escape_markdown(how)}"
+            for label, how in content.measurements]
+    out += ["", "## Environment", "", "<details><summary>Hardware and software fingerprint"
+            "</summary>", "", table_markdown(content.environment), "", "</details>", ""]
+    return "\n".join(out)
+
+
+def _facts(pairs: list[tuple[str, str]]) -> str:
+    return "\n".join(f"- **{escape_markdown(key)}**: {escape_markdown(value)}" for key, value in pairs)

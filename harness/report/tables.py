@@ -1,0 +1,116 @@
+"""The report's tables as plain strings, built once and rendered twice (markdown, HTML).
+
+Cells hold unescaped text: each renderer escapes for its own format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harness.report import units
+
+# The one memory column shows the device allocator's peak on a GPU run and the host's
+# resident-set peak on a CPU run; its header says which, so nobody compares them.
+MEMORY_LABELS = {"peak_memory_bytes": "peak device memory", "peak_rss_bytes": "peak host RSS"}
+REASON_CHARS = 90  # longer reasons are cut in the table and given whole below it
+
+# fingerprint keys in reading order; any other key follows, so a new field is never lost
+ENV_ORDER = ("device", "device_name", "device_count", "device_memory_bytes", "compute_capability",
+             "driver", "torch_cuda", "cudnn", "host", "os", "cpu_model", "cpu_cores_logical",
+             "cpu_cores_physical", "torch_threads", "host_memory_bytes", "python", "libraries",
+             "harness_version", "git_commit", "git_dirty")
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    row_classes: list[str] = field(default_factory=list)  # styling hints for HTML rows
+    numeric: list[bool] = field(default_factory=list)  # right-aligned columns
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=self.headers)
+
+
+def trial_table(trials: pd.DataFrame, memory_metric: str, with_ratios: bool) -> Table:
+    """Every trial in planned order. `trials` is `ratios_to_baseline(trial_frame(...))`."""
+    headers = ["trial", "status", "tokens/s", "step time (p10–p90)", MEMORY_LABELS[memory_metric],
+               "activation bytes", "final loss", "eval loss"]
+    if with_ratios:
+        headers += ["speedup", "memory vs baseline", "activations vs baseline"]
+    rows, classes = [], []
+    for values in trials.to_dict("records"):
+        cells = [values["name"], status_cell(values["status"], values["reason"])]
+        cells += _figures(values, memory_metric)
+        if with_ratios:
+            cells += _ratios(values)
+        rows.append(cells)
+        classes.append(_row_class(values["status"], bool(values.get("is_baseline"))))
+    return Table(headers, rows, classes, [False, False] + [True] * (len(headers) - 2))
+
+
+def combination_table(combos: pd.DataFrame, memory_metric: str, with_ratios: bool) -> Table:
+    """One row per combination: medians over its ok repeats (`compare_to_baseline`)."""
+    headers = ["combination", "ok / repeats", "tokens/s", "step time (p10–p90)",
+               MEMORY_LABELS[memory_metric], "activation bytes", "final loss", "eval loss"]
+    if with_ratios:
+        headers += ["speedup", "memory vs baseline", "activations vs baseline"]
+    rows, classes = [], []
+    for values in combos.to_dict("records"):
+        cells = [values["combination"], f"{values['ok_repeats']} / {values['repeats']}"]
+        cells += _figures(values, memory_metric)
+        if with_ratios:
+            cells += _ratios(values)
+        rows.append(cells)
+        status = "ok" if values["ok_repeats"] == values["repeats"] else "failed"
+        classes.append(_row_class(status, bool(values["is_baseline"])))
+    return Table(headers, rows, classes, [False] + [True] * (len(headers) - 1))
+
+
+def environment_table(env: dict[str, Any]) -> Table:
+    keys = [k for k in ENV_ORDER if k in env] + sorted(k for k in env if k not in ENV_ORDER)
+    rows = [[key, _env_value(key, env[key])] for key in keys]
+    return Table(["field", "value"], rows, [""] * len(rows), [False, False])
+
+
+def status_cell(status: str, reason: str | None) -> str:
+    if status == "ok" or not isinstance(reason, str) or not reason.strip():
+        return status
+    first_line = reason.strip().splitlines()[0]
+    if len(first_line) > REASON_CHARS:
+        first_line = first_line[: REASON_CHARS - 1] + "…"
+    return f"{status}: {first_line}"
+
+
+def _figures(values: dict[str, Any], memory_metric: str) -> list[str]:
+    return [
+        units.tokens_per_s(values.get("tokens_per_s")),
+        units.step_time(values.get("step_time_s"), values.get("step_time_p10_s"),
+                        values.get("step_time_p90_s")),
+        units.size(values.get(memory_metric)),
+        units.size(values.get("activation_bytes")),
+        units.loss(values.get("final_loss")),
+        units.loss(values.get("eval_loss")),
+    ]
+
+
+def _ratios(values: dict[str, Any]) -> list[str]:
+    return [units.ratio(values.get(c)) for c in ("speedup", "memory_ratio", "activation_ratio")]
+
+
+def _row_class(status: str, is_baseline: bool) -> str:
+    return " ".join(c for c in (f"status-{status}", "baseline" if is_baseline else "") if c)
+
+
+def _env_value(key: str, value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{name} {version}" for name, version in value.items()) or units.DASH
+    if key.endswith("_bytes") and isinstance(value, (int, float)):
+        return units.size(float(value))
+    if isinstance(value, Iterable) and not isinstance(value, str):
+        return ", ".join(map(units.plain, value))
+    return units.plain(value)

@@ -1,0 +1,96 @@
+"""Numbers in the units a reader thinks in. A missing figure is DASH, never 0."""
+
+from __future__ import annotations
+
+import math
+
+DASH = "—"  # a figure that was not measured, or a trial that did not finish
+
+_KIB, _MIB, _GIB = 2**10, 2**20, 2**30
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _non_finite(value: float) -> str | None:
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return None
+
+
+def tokens_per_s(value: float | None) -> str:
+    """79767.9 -> "79.8 k"; the column header carries the unit (tokens/s)."""
+    if _missing(value):
+        return DASH
+    if (special := _non_finite(value)) is not None:
+        return special
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.2f} M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:.1f} k"
+    return f"{value:.0f}"
+
+
+def duration(seconds: float | None) -> str:
+    if _missing(seconds):
+        return DASH
+    if (special := _non_finite(seconds)) is not None:
+        return special
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def step_time(median_s: float | None, p10_s: float | None, p90_s: float | None) -> str:
+    """The median, then the p10-p90 spread in the median's unit: "12.4 ms (11.6–13.3)"."""
+    if _missing(median_s):
+        return DASH
+    text = duration(median_s)
+    if _missing(p10_s) or _missing(p90_s) or not math.isfinite(median_s):
+        return text
+    scale, unit = (1e6, "µs") if median_s < 1e-3 else (1e3, "ms") if median_s < 1 else (1, "s")
+    digits = 0 if unit == "µs" else 1 if unit == "ms" else 2
+    return f"{text} ({p10_s * scale:.{digits}f}–{p90_s * scale:.{digits}f})"
+
+
+def size(num_bytes: float | None) -> str:
+    """Binary units: KiB below 1 MiB, MiB below 10 GiB, GiB above."""
+    if _missing(num_bytes):
+        return DASH
+    if (special := _non_finite(num_bytes)) is not None:
+        return special
+    if abs(num_bytes) < _MIB:
+        return f"{num_bytes / _KIB:.1f} KiB"
+    if abs(num_bytes) < 10 * _GIB:
+        return f"{num_bytes / _MIB:.1f} MiB"
+    return f"{num_bytes / _GIB:.2f} GiB"
+
+
+def ratio(value: float | None) -> str:
+    if _missing(value):
+        return DASH
+    if (special := _non_finite(value)) is not None:
+        return special
+    return f"{value:.2f}×"
+
+
+def loss(value: float | None) -> str:
+    if _missing(value):
+        return DASH
+    if (special := _non_finite(value)) is not None:
+        return special
+    return f"{value:.3f}"
+
+
+def plain(value: object) -> str:
+    """A fingerprint or spec value: None -> DASH, booleans lower-case as in the YAML."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    return str(value)

@@ -1,0 +1,173 @@
+"""Read a scenario file: YAML with line numbers, `--set` overrides, pydantic validation.
+
+Every problem becomes one `InputError` naming the file, the line and the dotted field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from harness.errors import InputError
+from harness.scenario.schema import Scenario
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    scenario: Scenario
+    path: str
+    file_hash: str  # sha256 of the file's bytes and of the overrides applied to it
+    overrides: tuple[str, ...] = ()
+    lines: dict[Loc, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, loc: Loc) -> int | None:
+        return _line_of(self.lines, loc)
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedScenario:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError("no such file", file=str(path)) from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as err:
+        raise InputError(f"cannot read: {err.__class__.__name__}", file=str(path)) from None
+    data, lines = parse_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise InputError("a scenario is a mapping of keys (name, model, data, train, ...)",
+                         file=str(path), line=1)
+    for item in overrides:
+        _apply_override(data, item)
+    _resolve_relative_paths(data, path.parent)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise _input_error(err, str(path), lines, overrides) from None
+    digest = hashlib.sha256(text.encode())
+    for item in overrides:
+        digest.update(b"\0" + item.encode())
+    loaded = LoadedScenario(scenario, str(path), digest.hexdigest(), tuple(overrides), lines)
+    from harness.scenario.matrix import check_matrix  # matrix imports this module's types
+
+    return check_matrix(loaded)  # the same scenario, matrix values coerced to their fields' types
+
+
+def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Loc, int]]:
+    """The document and the 1-based line of every key and list item in it."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise InputError(f"invalid YAML: {err.problem or err}", file=filename,
+                         line=mark.line + 1 if mark else None) from None
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _collect_lines(node, (), lines, filename)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], filename: str) -> None:
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:  # PyYAML silently keeps the last one; a strict file may not repeat
+                raise InputError(f"duplicate key '{key}'", file=filename,
+                                 line=key_node.start_mark.line + 1,
+                                 field=".".join(map(str, loc + (key,))))
+            seen.add(key)
+            lines[loc + (key,)] = key_node.start_mark.line + 1
+            _collect_lines(value_node, loc + (key,), lines, filename)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _collect_lines(item, loc + (index,), lines, filename)
+
+
+def _line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
+    """The line of the deepest part of `loc` that the file spells out."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]] if end else None
+    return None
+
+
+def override_behind(field: str, overrides: tuple[str, ...] | list[str]) -> str | None:
+    """The `--set KEY=VALUE` that wrote the dotted `field` (or a part of it), if any: its
+    problem is then on the command line, not on a line of the file."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if field == key or field.startswith(key + ".") or key.startswith(field + "."):
+            return item
+    return None
+
+
+def _apply_override(data: dict, item: str) -> None:
+    """`--set model.preset=tiny`: the value is parsed as YAML (`[fp32, bf16]`, `3e-4`, `true`)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"expected KEY=VALUE, got '{item}'", field="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise InputError(f"cannot parse the value '{raw}'", field=f"--set {key}") from None
+    parts = key.strip().split(".")
+    target = data
+    for part in parts[:-1]:
+        child = target.get(part)
+        if child is None:
+            child = target[part] = {}
+        if not isinstance(child, dict):
+            raise InputError(f"'{part}' is not a section", field=f"--set {key}")
+        target = child
+    target[parts[-1]] = value
+
+
+def _resolve_relative_paths(data: dict, base: Path) -> None:
+    """Paths in a scenario are relative to the scenario file, not to the working directory."""
+    def resolve(value: Any, is_arch: bool) -> Any:
+        if not isinstance(value, str) or (is_arch and ".py:" not in value):
+            return value
+        file, attr = value.rpartition(":")[::2] if is_arch else (value, None)
+        path = Path(file).expanduser()
+        path = path if path.is_absolute() else (base / path).resolve()
+        return f"{path}:{attr}" if is_arch else str(path)
+
+    for section, key in (("data", "path"), ("model", "arch")):
+        fields = data.get(section)
+        if isinstance(fields, dict) and key in fields:
+            fields[key] = resolve(fields[key], key == "arch")
+        matrix = data.get("matrix")
+        values = matrix.get(f"{section}.{key}") if isinstance(matrix, dict) else None
+        if isinstance(values, list):
+            matrix[f"{section}.{key}"] = [resolve(v, key == "arch") for v in values]
+
+
+def _input_error(err: ValidationError, filename: str, lines: dict[Loc, int],
+                 overrides: tuple[str, ...]) -> InputError:
+    first = err.errors(include_url=False)[0]
+    loc: Loc = tuple(first["loc"])
+    ctx = first.get("ctx") or {}
+    if first["type"] == "unknown_key":
+        loc = loc + (ctx["key"],)
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "required field is missing"
+    if first["type"].startswith("literal_error") or first["type"] == "enum":
+        message = f"{message}, got {first.get('input')!r}"
+    field = ".".join(map(str, loc)) or "(top level)"
+    item = override_behind(field, overrides)
+    if item is not None:
+        return InputError(message + f" (from --set {item})", file=filename, field=field)
+    line = _line_of(lines, loc)
+    if line is None and first["type"] == "missing":  # a required top-level key: where the
+        line = lines.get(())                          # mapping it belongs in starts
+    return InputError(message, file=filename, line=line, field=field)

@@ -1,0 +1,228 @@
+"""Expand a scenario's matrix into trial specs: cartesian product, minus `exclude`, plus
+`include`, times `repeats`. Values and selectors are checked against the schema with the line
+of the offending entry."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from typing import Any, NoReturn
+
+from pydantic import BaseModel, ValidationError
+
+from harness.errors import InputError, did_you_mean
+from harness.scenario.loader import LoadedScenario, Loc, override_behind
+from harness.scenario.schema import SECTIONS, Scenario, TechniquesSection, matrix_axes
+from harness.spec import TrialSpec
+
+Combination = dict[str, Any]
+
+
+class UnbuildableTrial(ValueError):
+    """A combination whose settings cannot be resolved; `field` is the dotted field at fault."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def check_matrix(loaded: LoadedScenario) -> LoadedScenario:
+    """Raise InputError for an unknown axis, a bad or repeated value, a selector that matches
+    nothing, or a combination whose resolved model cannot be built. Returns `loaded` with every
+    matrix, selector and baseline value coerced to its field's type (YAML reads `1e-3` as a
+    string; pydantic accepts it as a float, and so must the trials)."""
+    scenario = loaded.scenario
+    known = matrix_axes()
+    if scenario.matrix is not None and not scenario.matrix:
+        _fail(loaded, ("matrix",), "matrix is empty: give at least one axis, or leave it out")
+    matrix: dict[str, list[Any]] = {}
+    for axis, values in (scenario.matrix or {}).items():
+        if axis not in known:
+            _fail(loaded, ("matrix", axis), f"unknown matrix axis '{axis}'{did_you_mean(axis, known)}")
+        if not values:
+            _fail(loaded, ("matrix", axis), "an axis needs at least one value")
+        matrix[axis] = []
+        for index, value in enumerate(values):
+            value = _check_value(loaded, scenario, axis, value, ("matrix", axis, index))
+            if value in matrix[axis]:  # two trials with one trial id
+                _fail(loaded, ("matrix", axis, index), f"value {value!r} is listed twice")
+            matrix[axis].append(value)
+    axes = list(matrix)
+    selectors: dict[str, Any] = {}
+    for key in ("exclude", "include"):
+        selectors[key] = [_check_selector(loaded, scenario, axes, selector, (key, index))
+                          for index, selector in enumerate(getattr(scenario, key))]
+    if scenario.baseline is not None:
+        selectors["baseline"] = _check_selector(loaded, scenario, axes, scenario.baseline,
+                                                ("baseline",))
+    scenario = scenario.model_copy(
+        update={"matrix": matrix if scenario.matrix is not None else None, **selectors})
+    loaded = dataclasses.replace(loaded, scenario=scenario)
+    combinations = expand_combinations(scenario)
+    if not combinations:
+        _fail(loaded, ("exclude",), "exclude removes every combination: nothing would run")
+    if scenario.baseline is not None:
+        if not any(_matches(c, scenario.baseline) for c in combinations):
+            _fail(loaded, ("baseline",), "the baseline matches no trial of the matrix")
+    for combination in combinations:
+        try:
+            resolve_sections(scenario, combination)
+        except UnbuildableTrial as err:
+            loc = _loc_of_problem(scenario, combination, err.field)
+            _fail(loaded, loc, f"{err} (in trial {trial_name(combination) or 'default'})")
+    return loaded
+
+
+def expand_combinations(scenario: Scenario) -> list[Combination]:
+    axes = scenario.matrix or {}
+    names = list(axes)
+    combinations = [dict(zip(names, values)) for values in itertools.product(*axes.values())]
+    combinations = [c for c in combinations
+                    if not any(_matches(c, rule) for rule in scenario.exclude)]
+    for extra in scenario.include:
+        combination = {axis: extra.get(axis, _default(scenario, axis)) for axis in names}
+        if combination not in combinations:
+            combinations.append(combination)
+    return combinations
+
+
+def expand(loaded: LoadedScenario, device: str) -> list[TrialSpec]:
+    scenario = loaded.scenario
+    specs = []
+    for combination in expand_combinations(scenario):
+        sections = resolve_sections(scenario, combination)
+        for repeat in range(scenario.repeats):
+            params = {**combination, "repeat": repeat}
+            name = trial_name(combination) or "default"
+            if scenario.repeats > 1:
+                name += f" #{repeat}"
+            specs.append(TrialSpec(
+                scenario=scenario.name, trial_id=trial_id(params), name=name, params=params,
+                device=device, timeout_s=scenario.timeout_s, **sections))
+    return specs
+
+
+def resolve_sections(scenario: Scenario, combination: Combination) -> dict[str, dict[str, Any]]:
+    """The model, data, train and techniques settings of one combination, fully resolved.
+    Raises UnbuildableTrial (a ValueError) naming the field at fault."""
+
+    from harness.models import PRESETS, resolve_config  # deferred: importing torch is slow
+
+    sections = {name: getattr(scenario, name).model_dump() for name in (*SECTIONS, "techniques")}
+    for axis, value in combination.items():
+        section, _, key = axis.rpartition(".")
+        sections[section or "techniques"][key] = value
+    for name, cls in {**SECTIONS, "techniques": TechniquesSection}.items():
+        try:  # axes are checked one by one; two of them together can still clash
+            sections[name] = cls.model_validate(sections[name]).model_dump()
+        except ValidationError as err:
+            problem = err.errors(include_url=False)[0]
+            raise UnbuildableTrial(problem["msg"],
+                                   ".".join(map(str, (name, *problem["loc"])))) from None
+    model = sections["model"]
+    arch, preset = model.pop("arch"), model.pop("preset")
+    try:
+        config = resolve_config(preset, **{k: v for k, v in model.items() if v is not None})
+    except ValueError as err:
+        bad_preset = preset is not None and preset not in PRESETS
+        raise UnbuildableTrial(str(err), "model.preset" if bad_preset else "model") from None
+    sections["model"] = {"arch": arch, **dataclasses.asdict(config)}
+    seq_len, context = sections["data"]["seq_len"], config.max_seq_len
+    if seq_len > context:
+        raise UnbuildableTrial(f"data.seq_len {seq_len} exceeds the model's max_seq_len {context}",
+                               "data.seq_len")
+    return sections
+
+
+def baseline_of(scenario: Scenario) -> Combination | None:
+    """The combination every trial is compared to: the scenario's baseline selector, or the
+    first combination when none is given."""
+    combinations = expand_combinations(scenario)
+    if scenario.baseline is None:
+        return combinations[0] if combinations else None
+    return next((c for c in combinations if _matches(c, scenario.baseline)), None)
+
+
+def trial_id(params: dict[str, Any]) -> str:
+    canonical = json.dumps(params, sort_keys=True, default=str)
+    return "t" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def trial_name(combination: Combination) -> str:
+    return " ".join(f"{axis}={_show(value)}" for axis, value in combination.items())
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str) and "/" in value:  # a file path: its name is enough to tell
+        return value.rsplit("/", 1)[1]
+    return str(value)
+
+
+def _matches(combination: Combination, selector: dict[str, Any]) -> bool:
+    return all(combination.get(axis) == value for axis, value in selector.items())
+
+
+def _default(scenario: Scenario, axis: str) -> Any:
+    section, _, key = axis.rpartition(".")
+    return getattr(getattr(scenario, section or "techniques"), key)
+
+
+def _check_value(loaded: LoadedScenario, scenario: Scenario, axis: str, value: Any, loc: Loc) -> Any:
+    """`value` as the field `axis` holds it, or InputError."""
+    section, _, key = axis.rpartition(".")
+    cls: type[BaseModel] = SECTIONS[section] if section else TechniquesSection
+    current = getattr(scenario, section or "techniques").model_dump()
+    try:
+        return getattr(cls.model_validate({**current, key: value}), key)
+    except ValidationError as err:
+        problem = err.errors(include_url=False)[0]
+        _fail(loaded, loc, f"{problem['msg']}, got {value!r}")
+
+
+def _check_selector(loaded: LoadedScenario, scenario: Scenario, axes: list[str],
+                    selector: dict[str, Any], loc: Loc) -> dict[str, Any]:
+    checked = {}
+    for axis, value in selector.items():
+        if axis not in axes:
+            _fail(loaded, loc + (axis,),
+                  f"'{axis}' is not an axis of the matrix{did_you_mean(axis, axes)}")
+        checked[axis] = _check_value(loaded, scenario, axis, value, loc + (axis,))
+    return checked
+
+
+def _loc_of_problem(scenario: Scenario, combination: Combination, field: str) -> Loc:
+    """Where the file sets what makes `combination` unbuildable: the value of the axis that is
+    the field at fault, else of an axis in its section (the model's, for data.seq_len too),
+    else the field itself."""
+    section = field.partition(".")[0]
+
+    def rank(axis: str) -> int | None:
+        axis_section = axis.rpartition(".")[0] or "techniques"
+        if f"{axis_section}.{axis.rpartition('.')[2]}" == field:
+            return 0
+        if axis_section == section:
+            return 1
+        if axis_section == "model" and field == "data.seq_len":
+            return 2
+        return None
+
+    related = sorted((rank(axis), axis) for axis in combination if rank(axis) is not None)
+    if not related:
+        return tuple(field.split("."))
+    axis = related[0][1]
+    values = (scenario.matrix or {}).get(axis, [])
+    if combination[axis] in values:
+        return ("matrix", axis, values.index(combination[axis]))
+    return ("matrix", axis)
+
+
+def _fail(loaded: LoadedScenario, loc: Loc, message: str) -> NoReturn:
+    field = ".".join(map(str, loc))
+    item = override_behind(field, loaded.overrides)
+    if item is not None:
+        raise InputError(message + f" (from --set {item})", file=loaded.path, field=field)
+    raise InputError(message, file=loaded.path, line=loaded.line_of(loc), field=field)

@@ -1,0 +1,132 @@
+"""The scenario file's schema (pydantic). Every section is strict: an unknown key is an error.
+
+A scenario fixes a model, a data source and a training recipe, then sweeps technique settings
+(and, with dotted names such as ``model.preset``, any other field) over a matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from harness.errors import did_you_mean
+
+
+class Section(BaseModel):
+    """A strict section: unknown keys fail with a 'did you mean' hint naming the key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(cls.model_fields)
+            for key in data:
+                if key not in known:
+                    raise PydanticCustomError(
+                        "unknown_key", "unknown key '{key}'{hint}",
+                        {"key": str(key), "hint": did_you_mean(key, known)})
+        return data
+
+
+class ModelSection(Section):
+    """`arch` is 'gpt' or an import path ('pkg.mod:build' or 'file.py:build') of a builder
+    that takes a GPTConfig. `preset` names a size; explicit fields override it."""
+
+    arch: str = "gpt"
+    preset: str | None = "tiny"
+    flavour: Literal["gpt2", "llama"] | None = None
+    n_layer: int | None = Field(None, ge=1)
+    n_head: int | None = Field(None, ge=1)
+    n_kv_head: int | None = Field(None, ge=1)
+    d_model: int | None = Field(None, ge=1)
+    d_ff: int | None = Field(None, ge=1)
+    vocab_size: int | None = Field(None, ge=2)
+    max_seq_len: int | None = Field(None, ge=1)
+    tie_embeddings: bool | None = None
+    bias: bool | None = None
+
+
+class DataSection(Section):
+    kind: Literal["synthetic", "text", "memmap"] = "synthetic"
+    seq_len: int = Field(128, ge=1)
+    # text file, or nanoGPT .bin file / folder with train.bin and val.bin
+    path: str | None = Field(None, validate_default=True)
+    vocab_size: int = Field(64, ge=2)  # synthetic source only: token ids in [0, vocab_size)
+    concentration: float = Field(0.1, gt=0)  # synthetic: Dirichlet concentration of each row
+    eval_fraction: float = Field(0.1, gt=0, lt=1)  # text / single-file memmap: tail kept for eval
+
+    @field_validator("path")
+    @classmethod
+    def _path_matches_kind(cls, path: str | None, info: ValidationInfo) -> str | None:
+        # a field validator, not a model one, so the error names data.path
+        kind = info.data.get("kind")
+        if kind is not None and kind != "synthetic" and not path:
+            raise PydanticCustomError("missing_path", "data kind '{kind}' needs a path",
+                                      {"kind": kind})
+        return path
+
+
+class TrainSection(Section):
+    """`steps` counts every optimizer step; the first `warmup_steps` are run but never
+    measured. The learning rate is constant."""
+
+    micro_batch_size: int = Field(8, ge=1)
+    steps: int = Field(30, ge=1)
+    warmup_steps: int = Field(5, ge=0, validate_default=True)
+    lr: float = Field(3.0e-4, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    seed: int = 0
+    eval_batches: int = Field(4, ge=1)
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warmup_leaves_measured_steps(cls, warmup: int, info: ValidationInfo) -> int:
+        # a field validator, not a model one, so the error names train.warmup_steps
+        steps = info.data.get("steps")  # absent when steps itself was invalid
+        if steps is not None and warmup >= steps:
+            raise PydanticCustomError(
+                "warmup_too_long",
+                "warmup_steps ({w}) must be smaller than steps ({s}): warm-up steps are never measured",
+                {"w": warmup, "s": steps})
+        return warmup
+
+
+class TechniquesSection(Section):
+    """One field per technique family; each is a matrix axis of the same name."""
+
+    precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
+    checkpointing: Literal["none", "full"] = "none"
+    compile: bool = False
+
+
+class Scenario(Section):
+    name: str = Field(min_length=1, max_length=120, pattern=r"^[^/\\\x00]+$")
+    description: str = ""
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    techniques: TechniquesSection = TechniquesSection()
+    repeats: int = Field(1, ge=1)
+    timeout_s: float = Field(900.0, gt=0)  # per trial, worker start-up included
+    matrix: dict[str, list[Any]] | None = None
+    exclude: list[dict[str, Any]] = []
+    include: list[dict[str, Any]] = []
+    baseline: dict[str, Any] | None = None
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "model": ModelSection, "data": DataSection, "train": TrainSection,
+}
+
+
+def matrix_axes() -> list[str]:
+    """Every name a matrix may sweep: technique names, and dotted section fields."""
+    axes = list(TechniquesSection.model_fields)
+    for section, cls in SECTIONS.items():
+        axes += [f"{section}.{field}" for field in cls.model_fields]
+    return axes

@@ -1,0 +1,62 @@
+"""What one trial is (TrialSpec) and what it produced (TrialResult): plain, JSON-serialisable.
+
+Only the runner sees a whole TrialSpec; the worker hands each part to the code it concerns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness import SCHEMA_VERSION
+
+STATUSES = ("ok", "failed", "oom", "timeout", "diverged", "skipped")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    scenario: str
+    trial_id: str  # stable across runs of the same scenario: a hash of `params`
+    name: str  # human-readable, e.g. "precision=bf16 checkpointing=full"
+    params: dict[str, Any]  # the swept values of this trial, and `repeat`
+    model: dict[str, Any]  # `arch` and every GPTConfig field, resolved from the preset
+    data: dict[str, Any]
+    train: dict[str, Any]
+    techniques: dict[str, Any]
+    device: str  # "cpu" or "cuda"
+    timeout_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        return cls(**data)
+
+
+@dataclass
+class TrialResult:
+    trial_id: str
+    status: str
+    reason: str | None = None  # why it was skipped, or the error message
+    metrics: dict[str, float] = field(default_factory=dict)
+    unmeasured: dict[str, str] = field(default_factory=dict)  # metric -> why it is absent
+    series: dict[str, list[float]] = field(default_factory=dict)  # e.g. loss per step
+    notes: dict[str, Any] = field(default_factory=dict)  # context: loss floor, batch tokens
+    traceback: str | None = None  # tail, for failed trials
+    started_at: str | None = None
+    finished_at: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown trial status {self.status!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), allow_nan=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialResult:
+        return cls(**json.loads(text))

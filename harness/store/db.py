@@ -1,0 +1,180 @@
+"""The results database (SQLite). One row per run, one per trial, one per point of a series.
+
+Each trial is committed the moment it ends, so a killed sweep loses at most the trial that
+was running. Rows are self-describing: every trial carries its resolved spec, the scenario
+hash, the harness version, the git state and the environment fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness import SCHEMA_VERSION
+from harness.errors import InputError
+from harness.spec import TrialResult, TrialSpec
+
+DEFAULT_RESULTS = Path("results/harness.db")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, scenario TEXT NOT NULL, description TEXT, scenario_path TEXT,
+    scenario_hash TEXT NOT NULL, overrides_json TEXT, device TEXT, baseline_json TEXT,
+    planned_trials INTEGER, started_at TEXT NOT NULL, finished_at TEXT,
+    harness_version TEXT, git_commit TEXT, git_dirty INTEGER, env_json TEXT
+);
+CREATE TABLE IF NOT EXISTS trials (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), trial_id TEXT NOT NULL, position INTEGER,
+    name TEXT, params_json TEXT, status TEXT NOT NULL, reason TEXT, metrics_json TEXT,
+    unmeasured_json TEXT, notes_json TEXT, spec_json TEXT, env_json TEXT, traceback TEXT,
+    started_at TEXT, finished_at TEXT, scenario_hash TEXT, harness_version TEXT,
+    git_commit TEXT, git_dirty INTEGER, schema_version INTEGER NOT NULL,
+    PRIMARY KEY (run_id, trial_id)
+);
+CREATE TABLE IF NOT EXISTS series (
+    run_id TEXT NOT NULL, trial_id TEXT NOT NULL, series TEXT NOT NULL,
+    step INTEGER NOT NULL, value REAL,
+    PRIMARY KEY (run_id, trial_id, series, step)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    scenario: str
+    description: str
+    scenario_path: str
+    scenario_hash: str
+    device: str
+    baseline: dict[str, Any] | None
+    planned_trials: int
+    started_at: str
+    finished_at: str | None
+    env: dict[str, Any]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ResultStore:
+    def __init__(self, path: str | Path = DEFAULT_RESULTS, *, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise InputError("no results database here (run a scenario first)", file=str(path))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")  # readers (a report) never block the sweep
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    # -- writing ------------------------------------------------------------------------
+    def create_run(self, run_id: str, *, scenario: str, description: str, scenario_path: str,
+                   scenario_hash: str, overrides: list[str], device: str,
+                   baseline: dict[str, Any] | None, planned_trials: int, env: dict[str, Any]) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, scenario, description, scenario_path, scenario_hash, json.dumps(overrides),
+                 device, json.dumps(baseline), planned_trials, utc_now(), None,
+                 env.get("harness_version"), env.get("git_commit"), env.get("git_dirty"),
+                 json.dumps(env)))
+
+    def save_trial(self, run_id: str, position: int, spec: TrialSpec, result: TrialResult,
+                   env: dict[str, Any], scenario_hash: str) -> None:
+        """Insert the trial and its series in one transaction, committed before returning."""
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, spec.trial_id, position, spec.name, json.dumps(spec.params), result.status,
+                 result.reason, json.dumps(result.metrics), json.dumps(result.unmeasured),
+                 json.dumps(result.notes), json.dumps(spec.to_dict()), json.dumps(env),
+                 result.traceback, result.started_at, result.finished_at, scenario_hash,
+                 env.get("harness_version"), env.get("git_commit"), env.get("git_dirty"),
+                 result.schema_version))
+            db.execute("DELETE FROM series WHERE run_id=? AND trial_id=?", (run_id, spec.trial_id))
+            db.executemany(
+                "INSERT INTO series VALUES (?,?,?,?,?)",
+                [(run_id, spec.trial_id, name, step, _finite_or_none(value))
+                 for name, values in result.series.items() for step, value in enumerate(values)])
+
+    def finish_run(self, run_id: str) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (utc_now(), run_id))
+
+    # -- reading ------------------------------------------------------------------------
+    def run(self, run_id: str | None = None, scenario: str | None = None) -> RunInfo:
+        """A run by id, or the latest run (of `scenario`, when given)."""
+        query, args = "SELECT * FROM runs", []
+        if run_id:
+            query, args = query + " WHERE run_id=?", [run_id]
+        elif scenario:
+            query, args = query + " WHERE scenario=?", [scenario]
+        with closing(self._connect()) as db:
+            row = db.execute(query + " ORDER BY started_at DESC, rowid DESC LIMIT 1", args).fetchone()
+        if row is None:
+            what = f"run '{run_id}'" if run_id else f"run of scenario '{scenario}'" if scenario else "run"
+            raise InputError(f"no {what} in this database", file=str(self.path))
+        return RunInfo(
+            run_id=row["run_id"], scenario=row["scenario"], description=row["description"] or "",
+            scenario_path=row["scenario_path"], scenario_hash=row["scenario_hash"],
+            device=row["device"], baseline=json.loads(row["baseline_json"] or "null"),
+            planned_trials=row["planned_trials"], started_at=row["started_at"],
+            finished_at=row["finished_at"], env=json.loads(row["env_json"] or "{}"))
+
+    def runs(self) -> list[dict[str, Any]]:
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT r.run_id, r.scenario, r.device, r.started_at, r.finished_at, r.planned_trials,"
+                " COUNT(t.trial_id) AS trials FROM runs r LEFT JOIN trials t USING (run_id)"
+                " GROUP BY r.run_id ORDER BY r.started_at, r.rowid").fetchall()
+        return [dict(row) for row in rows]
+
+    def trial_ids(self, run_id: str) -> set[str]:
+        with closing(self._connect()) as db:
+            return {row[0] for row in db.execute("SELECT trial_id FROM trials WHERE run_id=?", (run_id,))}
+
+    def trials(self, run_id: str) -> list[dict[str, Any]]:
+        """Every trial of a run, in planned order, in the export's shape."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT t.*, r.scenario FROM trials t JOIN runs r USING (run_id)"
+                              " WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
+        return [{
+            "schema_version": row["schema_version"], "run_id": row["run_id"],
+            "scenario": row["scenario"], "trial_id": row["trial_id"], "name": row["name"],
+            "params": json.loads(row["params_json"]), "status": row["status"],
+            "reason": row["reason"], "metrics": json.loads(row["metrics_json"]),
+            "unmeasured": json.loads(row["unmeasured_json"]), "notes": json.loads(row["notes_json"]),
+            "traceback": row["traceback"], "started_at": row["started_at"],
+            "finished_at": row["finished_at"], "scenario_hash": row["scenario_hash"],
+            "harness_version": row["harness_version"], "git_commit": row["git_commit"],
+            "git_dirty": None if row["git_dirty"] is None else bool(row["git_dirty"]),
+            "spec": json.loads(row["spec_json"]), "env": json.loads(row["env_json"]),
+        } for row in rows]
+
+    def series(self, run_id: str) -> list[tuple[str, str, int, float | None]]:
+        """(trial_id, series, step, value) rows of a run."""
+        with closing(self._connect()) as db:
+            return [tuple(row) for row in db.execute(
+                "SELECT trial_id, series, step, value FROM series WHERE run_id=?"
+                " ORDER BY trial_id, series, step", (run_id,))]
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    # SQLite stores NaN as NULL anyway; infinities are kept (a diverged loss is information)
+    if value is None or value != value:
+        return None
+    return float(value)

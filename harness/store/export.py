@@ -1,0 +1,65 @@
+"""Export a run's trials: JSON (one object per trial, DESIGN's shape), CSV and Parquet
+(one flat row per trial: params.*, metrics, status)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import InputError
+
+FORMATS = ("json", "csv", "parquet")
+JSON_KEYS = ("schema_version", "run_id", "scenario", "trial_id", "name", "params", "status",
+             "reason", "metrics", "unmeasured", "notes", "scenario_hash", "harness_version",
+             "git_commit", "git_dirty", "started_at", "finished_at", "spec", "env")
+
+
+def export_trials(trials: list[dict[str, Any]], fmt: str, out: Path | None) -> str | None:
+    """Write `trials` to `out` (or return the text, for JSON and CSV to stdout)."""
+    if fmt == "json":
+        text = json.dumps([{key: trial[key] for key in JSON_KEYS} for trial in trials],
+                          indent=2, default=_json_safe)
+        return _write_text(text + "\n", out)
+    frame = flat_frame(trials)
+    if fmt == "csv":
+        return _write_text(frame.to_csv(index=False), out)
+    if fmt == "parquet":
+        if out is None:
+            raise InputError("parquet is binary: give --out FILE", field="--out")
+        try:
+            frame.to_parquet(out, index=False)
+        except ImportError:
+            raise InputError("parquet export needs pyarrow: pip install 'harness[parquet]'",
+                             field="--format") from None
+        return None
+    raise InputError(f"unknown format '{fmt}' ({', '.join(FORMATS)})", field="--format")
+
+
+def flat_frame(trials: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for trial in trials:
+        row = {key: trial[key] for key in ("run_id", "scenario", "trial_id", "name", "status", "reason")}
+        row.update({f"params.{k}": v for k, v in trial["params"].items()})
+        row.update(trial["metrics"])
+        row.update({"device": trial["env"].get("device"), "device_name": trial["env"].get("device_name"),
+                    "git_commit": trial["git_commit"], "harness_version": trial["harness_version"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _write_text(text: str, out: Path | None) -> str | None:
+    if out is None:
+        return text
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

@@ -1,0 +1,147 @@
+"""The training loop of one trial: warm-up steps, the measured window under meters, one probe
+of the bytes saved for backward, evaluation.
+
+Nothing in the measured window but the step itself, one meter bracket per step, fetching the
+batch, and (every `progress_every` steps) one look at the losses: the loss is read back from
+the device only there, so a GPU step is never forced to synchronise by the harness.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from harness.data import TokenSplits
+from harness.metrics import MemoryMeter, SavedTensorMeter, StepTimer
+from harness.techniques import Precision
+from harness.train.step import TrainStep, next_token_loss
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+class Diverged(Exception):
+    """A NaN or infinite loss: the trial ends with status `diverged`."""
+
+    def __init__(self, step: int, losses: list[float]):
+        super().__init__(f"loss became {losses[-1]} at step {step}")
+        self.step = step
+        self.losses = losses
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    steps: int
+    warmup_steps: int
+    micro_batch_size: int
+    eval_batches: int
+    progress_every: int = 1
+
+
+@dataclass
+class LoopOutcome:
+    metrics: dict[str, float] = field(default_factory=dict)
+    unmeasured: dict[str, str] = field(default_factory=dict)
+    series: dict[str, list[float]] = field(default_factory=dict)
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, precision: Precision,
+                 splits: TokenSplits, device: torch.device, settings: LoopSettings,
+                 progress: Progress = lambda done, total: None) -> LoopOutcome:
+    out = LoopOutcome()
+    losses: list[torch.Tensor] = []
+    batch_size, total = settings.micro_batch_size, settings.steps
+
+    def batch(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = splits.train_batch(index, batch_size)
+        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def look_at_losses(done: int) -> None:
+        if done % settings.progress_every == 0 or done == total:
+            values = torch.stack(losses[-settings.progress_every:]).float()
+            if not bool(torch.isfinite(values).all()):
+                history = torch.stack(losses).tolist()
+                bad = next(i for i, v in enumerate(history) if not math.isfinite(v))
+                raise Diverged(bad, history[: bad + 1])
+            progress(done, total)
+
+    t0 = time.perf_counter()
+    for index in range(settings.warmup_steps):
+        losses.append(step(*batch(index)))
+        if index == 0:
+            out.notes["first_step_s"] = _synchronized_since(t0, device)
+        look_at_losses(index + 1)
+
+    with StepTimer(device) as timer, MemoryMeter(device) as memory:
+        for index in range(settings.warmup_steps, total):
+            x, y = batch(index)
+            with timer.step():
+                losses.append(step(x, y))
+            look_at_losses(index + 1)
+    times = timer.result()
+
+    history = torch.stack(losses).tolist()
+    measured = total - settings.warmup_steps
+    tokens_per_step = batch_size * splits.seq_len
+    tail = history[-max(1, measured // 10):]
+    out.metrics.update({
+        "tokens_per_s": tokens_per_step * measured / times.window_s,
+        "step_time_s": times.median_s,
+        "step_time_p10_s": times.percentile_s(10),
+        "step_time_p90_s": times.percentile_s(90),
+        "step_time_cv": times.cv,
+        "final_loss": sum(tail) / len(tail),
+    })
+    out.metrics.update(memory.peaks.metrics)
+    out.unmeasured.update(memory.peaks.unmeasured)
+    out.notes.update(memory.peaks.notes)
+    out.notes.update({"tokens_per_step": tokens_per_step, "measured_steps": measured,
+                      "window_s": times.window_s})
+    out.series["loss"] = history
+    out.series["step_time_s"] = times.step_times_s
+
+    progress(total, total)
+    x, y = batch(0)
+    try:
+        out.metrics["activation_bytes"] = float(saved_bytes(model, bare_model, precision, x, y))
+    except Exception as err:  # e.g. a compiled graph that refuses saved-tensor hooks
+        out.unmeasured["activation_bytes"] = f"saved-tensor hooks failed: {err.__class__.__name__}: {err}"
+    out.metrics["eval_loss"] = evaluate(model, precision, splits.eval_batches(batch_size), device)
+    return out
+
+
+def saved_bytes(model: nn.Module, bare_model: nn.Module, precision: Precision,
+                x: torch.Tensor, y: torch.Tensor) -> int:
+    """Bytes autograd saves for one step's backward (a forward only: no update happens)."""
+    with SavedTensorMeter(bare_model.parameters()) as meter:
+        with precision.autocast():
+            logits = model(x)
+        loss = next_token_loss(logits, y)
+    del loss, logits  # frees the graph and what it saved
+    return meter.bytes
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, precision: Precision,
+             batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> float:
+    """Mean next-token loss over every eval token (a short last batch weighs what it holds)."""
+    model.eval()
+    total, rows = torch.zeros((), device=device), 0
+    for x, y in batches:
+        with precision.autocast():
+            logits = model(x.to(device))
+        total += next_token_loss(logits, y.to(device)) * len(x)
+        rows += len(x)
+    model.train()
+    return float(total) / rows
+
+
+def _synchronized_since(t0: float, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
