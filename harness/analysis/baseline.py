@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.trials import IDENTITY, axis_columns, combination_name, memory_metric
+from harness.analysis.trials import (
+    IDENTITY,
+    PARAM_PREFIX,
+    axis_columns,
+    combination_name,
+    memory_metric,
+)
 
 # ratio column -> the metric it divides; "memory_ratio" divides whichever peak the run has
 RATIO_COLUMNS = ("speedup", "step_time_ratio", "memory_ratio", "activation_ratio")
@@ -55,14 +61,16 @@ def compare_to_baseline(frame: pd.DataFrame, baseline: dict[str, Any] | None) ->
 
 def ratios_to_baseline(frame: pd.DataFrame, baseline: dict[str, Any] | None) -> pd.DataFrame:
     """The trial frame with `is_baseline` and, when there is a baseline, each trial's own
-    RATIO_COLUMNS against the baseline combination's medians."""
+    RATIO_COLUMNS against the baseline combination's medians (NaN for a trial that is not
+    ok: whatever it stored before failing is not a comparable figure)."""
     out = frame.copy()
     out["is_baseline"] = _matches(out, baseline)
     if baseline is None:
         return out
     reference = baseline_medians(frame, baseline)
+    ok = out["status"] == "ok"
     for ratio, metric in ratio_sources(frame).items():
-        out[ratio] = _ratio(out[metric], reference[metric])
+        out[ratio] = _ratio(out[metric], reference[metric]).where(ok)
     return out
 
 
@@ -78,7 +86,7 @@ def _matches(frame: pd.DataFrame, baseline: dict[str, Any] | None) -> pd.Series:
         return pd.Series(False, index=frame.index)
     hit = pd.Series(True, index=frame.index)
     for axis, value in baseline.items():
-        column = "params." + axis
+        column = PARAM_PREFIX + axis
         if column not in frame:
             return pd.Series(False, index=frame.index)
         hit &= frame[column].map(lambda v, want=value: v == want)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.analysis import (
     METRICS,
+    PARAM_PREFIX,
     axis_columns,
     compare_to_baseline,
     loss_curves,
@@ -169,9 +170,9 @@ def _setup(trials: list[dict[str, Any]], frame: pd.DataFrame,
     spec, notes = first["spec"], next((t["notes"] for t in trials if t.get("notes")), {})
     model, data, train = spec["model"], spec["data"], spec["train"]
     parameters = f", {notes['parameters']:,} parameters" if notes.get("parameters") else ""
-    axes = [column.removeprefix("params.") for column in axis_columns(frame)]
+    axes = [column.removeprefix(PARAM_PREFIX) for column in axis_columns(frame)]
     swept = "; ".join(
-        f"{axis}: {', '.join(units.plain(v) for v in frame['params.' + axis].drop_duplicates())}"
+        f"{axis}: {', '.join(units.plain(v) for v in frame[PARAM_PREFIX + axis].drop_duplicates())}"
         for axis in axes)
     fixed = ", ".join(f"{k}={units.plain(v)}" for k, v in spec["techniques"].items() if k not in axes)
     rows = [

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from harness.report import units
 
@@ -36,6 +37,7 @@ def throughput_png(trials: pd.DataFrame) -> bytes:
         ax.axvline(float(baseline.median()), color=BASELINE, linestyle=":", linewidth=1,
                    label="baseline (median)")
         ax.legend(loc="lower right", fontsize=8)
+    ax.xaxis.set_major_formatter(FuncFormatter(_tick_tokens))
     ax.set_xlabel("tokens/s (measured window, warm-up excluded)")
     ax.set_title("Throughput per trial")
     return _png(fig)
@@ -63,12 +65,15 @@ def loss_png(curves: pd.DataFrame, floors: list[float], warmup_steps: list[int])
     for index, warmup in enumerate(sorted({w for w in warmup_steps if w > 0})):
         ax.axvspan(-0.5, warmup - 0.5, color="#000000", alpha=0.07, linewidth=0,
                    label="warm-up steps (not measured)" if index == 0 else None)
-    colours = _palette(curves["trial_id"].nunique())
+    count = curves["trial_id"].nunique()
     highest_start = 0.0
-    for colour, (_, curve) in zip(colours, curves.groupby("trial_id", sort=False)):
+    for index, (colour, (_, curve)) in enumerate(
+            zip(_palette(count), curves.groupby("trial_id", sort=False))):
         finite = curve[np.isfinite(curve["loss"])]
+        # earlier trials drawn wider, so identical curves (same numerics) stay visible
+        width = 2.6 - 1.6 * index / max(count - 1, 1)
         ax.plot(curve["step"], curve["loss"].where(np.isfinite(curve["loss"])),
-                color=colour, linewidth=1.3, label=_text(curve["name"].iloc[0]))
+                color=colour, linewidth=width, label=_text(curve["name"].iloc[0]))
         if len(finite) < len(curve) and len(finite):
             ax.plot(finite["step"].iloc[-1], finite["loss"].iloc[-1], "x", color=colour,
                     markersize=8, markeredgewidth=2)
@@ -87,10 +92,10 @@ def loss_png(curves: pd.DataFrame, floors: list[float], warmup_steps: list[int])
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title("Training loss per trial")
     ax.grid(alpha=0.3)
-    lines = curves["trial_id"].nunique() + len(set(floors)) + 1
-    if lines <= 8:
+    entries = len(ax.get_legend_handles_labels()[0])
+    if 0 < entries <= 8:
         ax.legend(fontsize=8, loc="upper right")
-    else:  # a long legend goes under the axes instead of over the curves
+    elif entries > 8:  # a long legend goes under the axes instead of over the curves
         fig.legend(fontsize=7, loc="outside lower center", ncols=2)
     return _png(fig)
 
@@ -127,6 +132,14 @@ def _bars(ax, trials: pd.DataFrame, values: pd.Series, fmt, *, color: str = BAR,
     ax.grid(axis="x", alpha=0.3)
     if trials.empty:
         _say(ax, "no trials")
+
+
+def _tick_tokens(value: float, _position: int) -> str:
+    # ticks are round numbers: "20 k", not the table's "20.0 k"
+    for scale, suffix in ((1e6, " M"), (1e3, " k")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
 
 
 def _palette(count: int) -> list:

@@ -6,6 +6,7 @@ import base64
 from dataclasses import dataclass
 
 from jinja2 import Environment, StrictUndefined
+from markupsafe import Markup
 
 from harness.report.content import ReportContent
 from harness.report.html_template import STYLE, TABLE_MACRO, TEMPLATE
@@ -26,4 +27,5 @@ class _EmbeddedFigure:
 def render_html(content: ReportContent) -> str:
     embedded = [_EmbeddedFigure(f.title, f.how_measured, base64.b64encode(f.png).decode("ascii"))
                 for f in content.figures]
-    return _TEMPLATE.render(c=content, figures=embedded, style=STYLE)
+    # STYLE is our own constant, marked safe: escaped quotes would break the CSS
+    return _TEMPLATE.render(c=content, figures=embedded, style=Markup(STYLE))

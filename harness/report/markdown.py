@@ -15,13 +15,16 @@ from harness.report.tables import Table
 # HTML-significant characters become entities (GitHub shows them as text); markdown
 # punctuation that changes meaning inside a line is backslash-escaped; "|" would end a cell.
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_PUNCTUATION = re.compile(r"([\\`*_\[\]|#~])")
+_PUNCTUATION = re.compile(r"([\\`*\[\]|~])")
+# "_" only where it could open or close emphasis: inside a word (peak_rss_bytes) it cannot
+_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def escape_markdown(text: object) -> str:
     """Markdown-safe inline text: one line, no tags, no emphasis, no table breaks."""
     value = "".join(_ENTITIES.get(ch, ch) for ch in str(text))
     value = _PUNCTUATION.sub(r"\\\1", value)
+    value = _UNDERSCORE.sub(r"\\_", value)
     return " ".join(value.split())
 
 

@@ -57,14 +57,14 @@ def step_time(median_s: float | None, p10_s: float | None, p90_s: float | None) 
 
 
 def size(num_bytes: float | None) -> str:
-    """Binary units: KiB below 1 MiB, MiB below 10 GiB, GiB above."""
+    """Binary units: KiB below 1 MiB, MiB below 1 GiB, GiB above."""
     if _missing(num_bytes):
         return DASH
     if (special := _non_finite(num_bytes)) is not None:
         return special
     if abs(num_bytes) < _MIB:
         return f"{num_bytes / _KIB:.1f} KiB"
-    if abs(num_bytes) < 10 * _GIB:
+    if abs(num_bytes) < _GIB:
         return f"{num_bytes / _MIB:.1f} MiB"
     return f"{num_bytes / _GIB:.2f} GiB"
 

@@ -65,7 +65,12 @@ def check_matrix(loaded: LoadedScenario) -> LoadedScenario:
         _fail(loaded, ("exclude",), "exclude removes every combination: nothing would run")
     if scenario.baseline is not None:
         if not any(_matches(c, scenario.baseline) for c in combinations):
-            _fail(loaded, ("baseline",), "the baseline matches no trial of the matrix")
+            # `--set matrix.precision=[bf16]` can drop the file's baseline: say so
+            shaping = [item for item in loaded.overrides if item.partition("=")[0].strip()
+                       .split(".")[0] in ("matrix", "exclude", "include")]
+            hint = (f" after --set {', --set '.join(shaping)}"
+                    " (--set baseline= compares against the first trial)") if shaping else ""
+            _fail(loaded, ("baseline",), "the baseline matches no trial of the matrix" + hint)
     for combination in combinations:
         try:
             resolve_sections(scenario, combination)
@@ -107,7 +112,6 @@ def expand(loaded: LoadedScenario, device: str) -> list[TrialSpec]:
 def resolve_sections(scenario: Scenario, combination: Combination) -> dict[str, dict[str, Any]]:
     """The model, data, train and techniques settings of one combination, fully resolved.
     Raises UnbuildableTrial (a ValueError) naming the field at fault."""
-
     from harness.models import PRESETS, resolve_config  # deferred: importing torch is slow
 
     sections = {name: getattr(scenario, name).model_dump() for name in (*SECTIONS, "techniques")}

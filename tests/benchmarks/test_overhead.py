@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -70,18 +71,30 @@ def harness_loop(splits, steps: int) -> tuple[float, list[float]]:
 
 
 def test_harness_loop_overhead_against_a_bare_loop(benchmark):
-    rounds, steps = (1, 15) if benchmark.disabled else (9, 80)
+    rounds, steps = (1, 15) if benchmark.disabled else (31, 40)
     splits = _splits(steps)
     ratios = []
-    for _ in range(rounds):
-        bare_s, bare_losses = bare_loop(splits, steps)
-        harness_s, harness_losses = harness_loop(splits, steps)
-        ratios.append(harness_s / bare_s)
-    assert harness_losses == bare_losses  # the same computation, step for step
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core computes, the other absorbs the machine's own noise
+    try:
+        for index in range(rounds):
+            if index % 2:  # alternate which loop goes first, so neither always runs warmer
+                harness_s, harness_losses = harness_loop(splits, steps)
+                bare_s, bare_losses = bare_loop(splits, steps)
+            else:
+                bare_s, bare_losses = bare_loop(splits, steps)
+                harness_s, harness_losses = harness_loop(splits, steps)
+            ratios.append(harness_s / bare_s)
+    finally:
+        torch.set_num_threads(threads)
+    # the same computation step for step; only the order in which the gradient norm is summed
+    # for clipping differs (model order vs optimizer-group order), hence float rounding
+    assert harness_losses == pytest.approx(bare_losses, rel=1e-5)
 
     overhead = statistics.median(ratios) - 1
     benchmark.extra_info.update({"overhead_pct": 100 * overhead, "rounds": rounds, "steps": steps,
                                  "ratios": ratios})
-    print(f"\nharness loop vs bare loop, tiny GPT on CPU: overhead {100 * overhead:+.2f}% "
-          f"(median of {rounds} rounds; ratios {[round(r, 4) for r in ratios]})")
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    print(f"\nharness loop vs bare loop, tiny GPT on CPU (1 thread): overhead {100 * overhead:+.2f}% "
+          f"(median of {rounds} rounds of {steps} steps; ratio IQR {quartiles[0]:.4f}-{quartiles[2]:.4f})")
     benchmark.pedantic(harness_loop, args=(splits, steps), rounds=1, iterations=1)
