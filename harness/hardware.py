@@ -5,10 +5,12 @@ With `launch`, the only module that reads the environment (CUDA_VISIBLE_DEVICES,
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import socket
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,32 @@ from harness.errors import InputError
 
 LIBRARIES = ("torch", "numpy", "pydantic", "pandas", "matplotlib", "rich", "psutil", "pyyaml",
              "nvidia-ml-py", "torchao", "bitsandbytes", "deepspeed", "pyarrow")
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the capability table needs to know of the device a trial runs on."""
+
+    type: str  # "cpu" or "cuda"
+    name: str
+    compute_capability: tuple[int, int] | None = None  # CUDA only
+    bf16_supported: bool = True
+    libraries: frozenset[str] = frozenset()  # optional libraries importable here
+
+    def has(self, library: str) -> bool:
+        return library in self.libraries
+
+
+OPTIONAL_LIBRARIES = ("torchao", "bitsandbytes", "deepspeed")
+
+
+def device_facts(device: str) -> DeviceFacts:
+    libraries = frozenset(name for name in OPTIONAL_LIBRARIES if importlib.util.find_spec(name))
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        return DeviceFacts("cuda", props.name, (props.major, props.minor),
+                           torch.cuda.is_bf16_supported(), libraries)
+    return DeviceFacts(device, cpu_model(), None, True, libraries)
 
 
 def resolve_device(requested: str) -> str:

@@ -19,7 +19,7 @@ from harness.progress import SweepProgress
 from harness.scenario import LoadedScenario, baseline_of, expand
 from harness.spec import TrialResult, TrialSpec
 from harness.store import ResultStore, utc_now
-from harness.techniques import unsupported_reason
+from harness.techniques.capabilities import unsupported_reason
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class RunSummary:
 
 def plan(loaded: LoadedScenario, device: str) -> list[tuple[TrialSpec, str | None]]:
     """Every trial, with the reason it will be skipped (None when it will run)."""
-    return [(spec, unsupported_reason(spec.techniques, device)) for spec in expand(loaded, device)]
+    facts = hardware.device_facts(device)
+    return [(spec, unsupported_reason(spec.techniques, facts, spec.model)) for spec in expand(loaded, device)]
 
 
 def run_scenario(loaded: LoadedScenario, store: ResultStore, device: str, *, resume: bool = False,

@@ -16,6 +16,15 @@ TINY = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep the measured CPU peak (harness.peaks) out of the user's ~/.cache: one temporary
+    cache for the whole session, so it is measured once and workers inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture
 def write_scenario(tmp_path: Path):
     """write_scenario(name, **sections) -> path of a scenario file on the tiny model."""

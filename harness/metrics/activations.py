@@ -2,7 +2,9 @@
 
 Every tensor that autograd keeps for the backward pass goes through the pack hook of
 `torch.autograd.graph.saved_tensors_hooks`, including the inputs a non-reentrant
-`torch.utils.checkpoint` keeps while it discards the rest. Distinct storages are counted
+`torch.utils.checkpoint` keeps while it discards the rest. What a technique keeps outside
+autograd's hooks (selective checkpointing's cache of matmul outputs) it reports through
+`note_saved` while a meter is counting. Distinct storages are counted
 once (views of one buffer share it) and the parameters themselves are left out: they are
 held whether or not anything is saved. Works on any device, so the effect of checkpointing
 is visible on a CPU too.
@@ -13,6 +15,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+
+
+_COUNTING: list[SavedTensorMeter] = []  # meters inside their `with` block, innermost last
+
+
+def counting_saved_tensors() -> bool:
+    return bool(_COUNTING)
+
+
+def note_saved(tensors: Iterable[torch.Tensor]) -> None:
+    """Report tensors kept for backward outside autograd's saved-tensor hooks (selective
+    checkpointing keeps matmul outputs in a cache of its own) to every counting meter."""
+    for meter in _COUNTING:
+        for tensor in tensors:
+            meter._pack(tensor)
 
 
 class SavedTensorMeter:
@@ -30,9 +47,11 @@ class SavedTensorMeter:
 
     def __enter__(self) -> SavedTensorMeter:
         self._hooks.__enter__()
+        _COUNTING.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
+        _COUNTING.remove(self)
         self._hooks.__exit__(*exc)
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from harness.models.flops import (
     forward_flops_per_token,
     model_flops_per_token,
     parameter_count,
+    recompute_flops_per_token,
 )
 from harness.models.gpt import GPT, GPTConfig
 from harness.models.presets import PRESETS, preset_names, resolve_config
@@ -38,6 +39,7 @@ __all__ = [
     "model_flops_per_token",
     "parameter_count",
     "preset_names",
+    "recompute_flops_per_token",
     "resolve_config",
 ]
 

@@ -82,3 +82,23 @@ def forward_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     return float(2 * flops_parameter_count(cfg) + _attention_flops_per_token(cfg, seq_len))
+
+
+def recompute_flops_per_token(cfg: GPTConfig, seq_len: int, blocks: int) -> float:
+    """FLOPs per token of re-running the forward pass of `blocks` transformer blocks, as
+    activation checkpointing does in backward: 2 x each block's parameters plus its attention
+    score and value matmuls, 4*H*Q*T, i.e. the per-layer forward part of the PaLM formula.
+
+    Model FLOPs (MFU) leave recompute out; hardware FLOPs (HFU) are
+    model_flops_per_token(cfg, T) + recompute_flops_per_token(cfg, T, recomputed blocks).
+    The embeddings, final norm and LM head are never recomputed by per-block checkpointing.
+    This is the conventional count (PaLM, Megatron), an upper bound on what torch runs: its
+    non-reentrant checkpoint stops recomputing once backward has what it needs, so a block's
+    last matmul (the MLP down-projection, 2*F*C per token) is never re-run in eager mode.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    if not 0 <= blocks <= cfg.n_layer:
+        raise ValueError(f"blocks must be in [0, n_layer={cfg.n_layer}], got {blocks}")
+    attention = 4 * cfg.n_head * cfg.head_dim * seq_len
+    return float(blocks * (2 * _block_parameter_count(cfg) + attention))

@@ -13,16 +13,17 @@ from typing import Any
 from harness.models.gpt import GPTConfig
 
 PRESETS: dict[str, GPTConfig] = {
-    # Toys: a training step (batch 8, seq 128) takes milliseconds on a laptop CPU.
+    # Toys: a training step (batch 8, seq 128) takes milliseconds on a laptop CPU. Their
+    # context matches GPT-2's so that any shipped scenario runs with --set model.preset=tiny.
     "tiny": GPTConfig(
-        flavour="gpt2", n_layer=2, n_head=4, d_model=64, vocab_size=256, max_seq_len=256
+        flavour="gpt2", n_layer=2, n_head=4, d_model=64, vocab_size=256, max_seq_len=1024
     ),
     "tiny-llama": GPTConfig(
         flavour="llama", n_layer=2, n_head=4, n_kv_head=2, d_model=64, vocab_size=256,
-        max_seq_len=256,
+        max_seq_len=1024,
     ),
     "small": GPTConfig(
-        flavour="gpt2", n_layer=4, n_head=4, d_model=128, vocab_size=256, max_seq_len=512
+        flavour="gpt2", n_layer=4, n_head=4, d_model=128, vocab_size=256, max_seq_len=1024
     ),
     # GPT-2 (Radford et al. 2019), sizes as released by OpenAI and reproduced by nanoGPT.
     "gpt2-small": GPTConfig(  # 124M

@@ -184,7 +184,8 @@ def _check_value(loaded: LoadedScenario, scenario: Scenario, axis: str, value: A
         return getattr(cls.model_validate({**current, key: value}), key)
     except ValidationError as err:
         problem = err.errors(include_url=False)[0]
-        _fail(loaded, loc, f"{problem['msg']}, got {value!r}")
+        message = problem["msg"]
+        _fail(loaded, loc, message if "got " in message else f"{message}, got {value!r}")
 
 
 def _check_selector(loaded: LoadedScenario, scenario: Scenario, axes: list[str],

@@ -6,6 +6,7 @@ A scenario fixes a model, a data source and a training recipe, then sweeps techn
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -96,12 +97,38 @@ class TrainSection(Section):
         return warmup
 
 
-class TechniquesSection(Section):
-    """One field per technique family; each is a matrix axis of the same name."""
+CHECKPOINTING_FORMS = "none, full, every-K (K a positive integer), selective or offload"
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
-    precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
-    checkpointing: Literal["none", "full"] = "none"
-    compile: bool = False
+
+class TechniquesSection(Section):
+    """One field per technique family; each is a matrix axis of the same name. What each
+    value does is documented in harness/techniques/."""
+
+    precision: Literal["fp32", "tf32", "bf16", "fp16", "bf16-pure", "fp8"] = "fp32"
+    checkpointing: str = "none"
+    compile: bool | str = False  # true = torch.compile's default mode, or a mode's name
+    grad_accum: int = Field(1, ge=1)  # micro-batches per optimizer step
+    optimizer: Literal["adamw", "adamw-fused", "sgd", "adamw8bit"] = "adamw"
+    attention: Literal["sdpa", "flash", "efficient", "cudnn", "math", "manual"] = "sdpa"
+    fp16_init_scale: float = Field(2.0**16, gt=0)  # GradScaler's first loss scale
+
+    @field_validator("checkpointing")
+    @classmethod
+    def _checkpointing_form(cls, value: str) -> str:
+        if not re.fullmatch(r"none|full|selective|offload|every-[1-9][0-9]*", value):
+            raise PydanticCustomError("checkpointing_form", "expected {forms}, got '{value}'",
+                                      {"forms": CHECKPOINTING_FORMS, "value": value})
+        return value
+
+    @field_validator("compile")
+    @classmethod
+    def _compile_mode(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and value not in COMPILE_MODES:
+            raise PydanticCustomError(
+                "compile_mode", "expected true, false or a torch.compile mode ({modes}), got '{value}'",
+                {"modes": ", ".join(COMPILE_MODES), "value": value})
+        return value
 
 
 class Scenario(Section):

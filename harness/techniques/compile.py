@@ -1,5 +1,9 @@
-"""torch.compile of the whole model. Compilation happens during the first (warm-up) step,
-whose wall time the worker reports as `compile_time_s`; measured steps never include it."""
+"""torch.compile of the whole model, in torch's default mode or a named one.
+
+Compilation happens during the first (warm-up) step; the worker reports its cost as
+`compile_time_s` and never lets it into a measured step. Graph breaks are counted from
+dynamo's counters, which every compiled frame updates.
+"""
 
 from __future__ import annotations
 
@@ -7,5 +11,16 @@ import torch
 from torch import nn
 
 
-def apply_compile(model: nn.Module, enabled: bool) -> nn.Module:
-    return torch.compile(model) if enabled else model
+def apply_compile(model: nn.Module, setting: bool | str) -> nn.Module:
+    if setting is False:
+        return model
+    mode = None if setting in (True, "default") else setting
+    return torch.compile(model, mode=mode)
+
+
+def graph_counts() -> dict[str, float]:
+    """Graphs dynamo compiled and graph breaks it hit so far in this process."""
+    from torch._dynamo.utils import counters  # no public API carries these counts
+
+    return {"compiled_graphs": float(counters["stats"]["unique_graphs"]),
+            "graph_breaks": float(sum(counters["graph_break"].values()))}

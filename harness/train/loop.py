@@ -39,6 +39,7 @@ class LoopSettings:
     warmup_steps: int
     micro_batch_size: int
     eval_batches: int
+    grad_accum: int = 1  # micro-batches per optimizer step
     progress_every: int = 1
 
 
@@ -57,9 +58,11 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
     losses: list[torch.Tensor] = []
     batch_size, total = settings.micro_batch_size, settings.steps
 
-    def batch(index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = splits.train_batch(index, batch_size)
-        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    def batches(index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The micro-batches of optimizer step `index`, on the device."""
+        first = index * settings.grad_accum
+        pairs = (splits.train_batch(first + i, batch_size) for i in range(settings.grad_accum))
+        return [(x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in pairs]
 
     def look_at_losses(done: int) -> None:
         if done % settings.progress_every == 0 or done == total:
@@ -72,22 +75,22 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
 
     t0 = time.perf_counter()
     for index in range(settings.warmup_steps):
-        losses.append(step(*batch(index)))
+        losses.append(step(batches(index)))
         if index == 0:
             out.notes["first_step_s"] = _synchronized_since(t0, device)
         look_at_losses(index + 1)
 
     with StepTimer(device) as timer, MemoryMeter(device) as memory:
         for index in range(settings.warmup_steps, total):
-            x, y = batch(index)
+            micro_batches = batches(index)
             with timer.step():
-                losses.append(step(x, y))
+                losses.append(step(micro_batches))
             look_at_losses(index + 1)
     times = timer.result()
 
     history = torch.stack(losses).tolist()
     measured = total - settings.warmup_steps
-    tokens_per_step = batch_size * splits.seq_len
+    tokens_per_step = batch_size * splits.seq_len * settings.grad_accum
     tail = history[-max(1, measured // 10):]
     out.metrics.update({
         "tokens_per_s": tokens_per_step * measured / times.window_s,
@@ -106,24 +109,30 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
     out.series["step_time_s"] = times.step_times_s
 
     progress(total, total)
-    x, y = batch(0)
+    x, y = batches(0)[0]
     try:
-        out.metrics["activation_bytes"] = float(saved_bytes(model, bare_model, precision, x, y))
+        activation, gradient = probe_backward(model, bare_model, precision, x, y)
+        out.metrics.update({"activation_bytes": float(activation), "gradient_bytes": float(gradient)})
     except Exception as err:  # e.g. a compiled graph that refuses saved-tensor hooks
-        out.unmeasured["activation_bytes"] = f"saved-tensor hooks failed: {err.__class__.__name__}: {err}"
+        why = f"saved-tensor hooks failed: {err.__class__.__name__}: {err}"
+        out.unmeasured.update({"activation_bytes": why, "gradient_bytes": why})
     out.metrics["eval_loss"] = evaluate(model, precision, splits.eval_batches(batch_size), device)
     return out
 
 
-def saved_bytes(model: nn.Module, bare_model: nn.Module, precision: Precision,
-                x: torch.Tensor, y: torch.Tensor) -> int:
-    """Bytes autograd saves for one step's backward (a forward only: no update happens)."""
+def probe_backward(model: nn.Module, bare_model: nn.Module, precision: Precision,
+                   x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
+    """Bytes autograd saves for one micro-batch's backward, and bytes of the gradients that
+    backward produces. After the measured window; the gradients are discarded, no update."""
     with SavedTensorMeter(bare_model.parameters()) as meter:
         with precision.autocast():
             logits = model(x)
         loss = next_token_loss(logits, y)
-    del loss, logits  # frees the graph and what it saved
-    return meter.bytes
+    loss.backward()
+    gradients = [p.grad for p in bare_model.parameters() if p.grad is not None]
+    gradient_bytes = sum(g.numel() * g.element_size() for g in gradients)
+    bare_model.zero_grad(set_to_none=True)
+    return meter.bytes, gradient_bytes
 
 
 @torch.no_grad()

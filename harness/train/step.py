@@ -1,8 +1,9 @@
-"""One optimizer step: forward under the precision policy, fp32 loss, backward, clip, update."""
+"""One optimizer step: forward under the precision policy, fp32 loss, backward for each
+micro-batch, clip, update."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,49 +11,53 @@ from torch import nn
 
 from harness.techniques import Precision
 
-TrainStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor]
+TrainStep = Callable[[Sequence[Batch]], torch.Tensor]
 
 
-def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy in nats, computed in fp32 whatever the logits' dtype.
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy in nats, computed in fp32 whatever the logits' dtype.
     logits (B, T, V), targets (B, T)."""
-    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
-                   device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with decay on matrices only (nanoGPT's grouping: norms, biases unaffected)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    fused = device.type == "cuda"  # one kernel per step; the CPU takes the foreach path
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
 
 
 def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision,
                     grad_clip: float | None) -> TrainStep:
-    """A function (x, y) -> detached loss. No host synchronisation inside: the caller
-    decides when to look at the loss."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    scaler = precision.scaler
+    """A function (micro-batches of one optimizer step) -> detached mean loss of the step.
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with precision.autocast():
-            logits = model(x)
-        loss = next_token_loss(logits, y)
+    Gradient accumulation: each micro-batch's summed loss is divided by the tokens of the
+    whole step, so the accumulated gradient is the gradient of the mean over all the step's
+    tokens, exactly the full batch's (a per-micro-batch mean would weigh short batches more).
+    No host synchronisation inside, except fp16's: GradScaler reads its overflow flag on the
+    host every step anyway, so reading the scale after it costs nothing more.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    scaler, log = precision.scaler, precision.scale_log
+
+    def step(batches: Sequence[Batch]) -> torch.Tensor:
+        tokens = sum(y.numel() for _, y in batches)
+        total = torch.zeros((), device=batches[0][1].device)
+        for x, y in batches:
+            with precision.autocast():
+                logits = model(x)
+            loss = next_token_loss(logits, y, reduction="sum") / tokens
+            (loss if scaler is None else scaler.scale(loss)).backward()
+            total += loss.detach()
         if scaler is None:
-            loss.backward()
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             optimizer.step()
         else:
-            scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            scaler.step(optimizer)
+            before = scaler.get_scale()
+            scaler.step(optimizer)  # skipped when the unscaled gradients hold inf or NaN
             scaler.update()
+            after = scaler.get_scale()
+            log.scales.append(after)
+            log.skipped_steps += after < before  # the scaler backs off only after a skip
         optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        return total
 
     return step

@@ -19,12 +19,15 @@ from pathlib import Path
 import torch
 
 from harness.data import load_splits
-from harness.models import GPTConfig, build_model, model_flops_per_token
+from harness.hardware import device_facts
+from harness.models import GPTConfig, build_model
 from harness.spec import TrialResult, TrialSpec
 from harness.store.db import utc_now
 from harness.techniques import apply_techniques
+from harness.techniques.optimizers import make_optimizer
+from harness.train.accounting import account_compile, account_flops, account_loss_scaling, account_memory
 from harness.train.loop import Diverged, LoopSettings, run_training
-from harness.train.step import make_optimizer, make_train_step
+from harness.train.step import make_train_step
 
 PROGRESS_PREFIX = "@@harness "
 TRACEBACK_TAIL = 4000  # characters of a failure's traceback kept in the store
@@ -32,43 +35,38 @@ TRACEBACK_TAIL = 4000  # characters of a failure's traceback kept in the store
 
 def run_trial(spec: TrialSpec, progress=lambda done, total: None) -> TrialResult:
     device = torch.device(spec.device)
-    train, data = spec.train, spec.data
+    train, data, techniques = spec.train, spec.data, spec.techniques
     torch.manual_seed(train["seed"])
-    batch = train["micro_batch_size"]
+    batch, accum = train["micro_batch_size"], techniques["grad_accum"]
     splits = load_splits(
         data["kind"], seq_len=data["seq_len"], seed=train["seed"],
-        train_sequences=train["steps"] * batch, eval_sequences=train["eval_batches"] * batch,
-        path=data["path"], vocab_size=data["vocab_size"], concentration=data["concentration"],
+        train_sequences=train["steps"] * batch * accum,
+        eval_sequences=train["eval_batches"] * batch, path=data["path"],
+        vocab_size=data["vocab_size"], concentration=data["concentration"],
         eval_fraction=data["eval_fraction"])
-    model_fields = {k: v for k, v in spec.model.items() if k != "arch"}
-    config = GPTConfig(**model_fields)
+    config = GPTConfig(**{k: v for k, v in spec.model.items() if k != "arch"})
     if splits.vocab_size > config.vocab_size:
         raise ValueError(f"the data has {splits.vocab_size} token ids but the model's "
                          f"vocab_size is {config.vocab_size}")
 
     bare_model = build_model(spec.model["arch"], config).to(device)
-    model, precision = apply_techniques(bare_model, spec.techniques, device)
-    optimizer = make_optimizer(bare_model, train["lr"], train["weight_decay"], device)
+    model, precision = apply_techniques(bare_model, techniques, device)
+    optimizer = make_optimizer(bare_model, techniques["optimizer"], train["lr"], train["weight_decay"])
     step = make_train_step(model, optimizer, precision, train["grad_clip"])
     settings = LoopSettings(steps=train["steps"], warmup_steps=train["warmup_steps"],
                             micro_batch_size=batch, eval_batches=train["eval_batches"],
-                            progress_every=max(1, train["steps"] // 50))
+                            grad_accum=accum, progress_every=max(1, train["steps"] // 50))
     outcome = run_training(step, model, bare_model, precision, splits, device, settings, progress)
 
-    metrics = outcome.metrics
-    flops_per_token = model_flops_per_token(config, splits.seq_len)
-    metrics["flops_per_token"] = float(flops_per_token)
-    metrics["achieved_tflops"] = flops_per_token * metrics["tokens_per_s"] / 1e12
-    if spec.techniques.get("compile"):
-        metrics["compile_time_s"] = outcome.notes["first_step_s"]
-    outcome.unmeasured["mfu"] = "no peak FLOP/s table for this device yet"
+    account_flops(outcome, config, splits.seq_len, techniques, device_facts(spec.device))
+    account_memory(outcome, bare_model, optimizer)
+    account_loss_scaling(outcome, precision, train["steps"])
+    account_compile(outcome, techniques["compile"])
     outcome.notes.update({
         "loss_floor": splits.loss_floor, "entropy_rate": splits.entropy_rate,
         "data": splits.description, "parameters": sum(p.numel() for p in bare_model.parameters()),
     })
-    if precision.scaler is not None:
-        outcome.notes["final_loss_scale"] = precision.scaler.get_scale()
-    return TrialResult(trial_id=spec.trial_id, status="ok", metrics=metrics,
+    return TrialResult(trial_id=spec.trial_id, status="ok", metrics=outcome.metrics,
                        unmeasured=outcome.unmeasured, series=outcome.series, notes=outcome.notes)
 
 

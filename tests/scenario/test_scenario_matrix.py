@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.scenario.schema import TechniquesSection
 from harness.scenario import baseline_of, expand, expand_combinations, load_scenario, trial_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,8 +177,9 @@ matrix:
 def test_swept_techniques_land_in_spec_techniques(tmp_path):
     text = TWO_BY_TWO + "techniques: {compile: true}\n"
     for spec in expand(load_scenario(write(tmp_path, text)), "cpu"):
-        assert spec.techniques == {"precision": spec.params["precision"],
-                                   "checkpointing": spec.params["checkpointing"], "compile": True}
+        assert spec.techniques == {**TechniquesSection().model_dump(), "compile": True,
+                                   "precision": spec.params["precision"],
+                                   "checkpointing": spec.params["checkpointing"]}
 
 
 def test_matrix_values_take_their_fields_types(tmp_path):
@@ -195,7 +197,7 @@ def test_set_model_preset_changes_the_resolved_model(tmp_path):
     plain = expand(load_scenario(path), "cpu")[0]
     small = expand(load_scenario(path, ["model.preset=small"]), "cpu")[0]
     assert (plain.model["n_layer"], plain.model["d_model"]) == (2, 64)
-    assert (small.model["n_layer"], small.model["d_model"], small.model["max_seq_len"]) == (4, 128, 512)
+    assert (small.model["n_layer"], small.model["d_model"], small.model["n_head"]) == (4, 128, 4)
 
 
 def test_set_replaces_a_matrix_axis(tmp_path):

@@ -1,0 +1,71 @@
+"""Accounting of a finished trial: where the FLOPs went (model and hardware FLOPs, MFU, HFU),
+where the memory went (parameters, gradients, optimizer state, activations), and what the
+fp16 loss scaler and the compiler did. Pure arithmetic on what the loop measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness import peaks
+from harness.hardware import DeviceFacts
+from harness.models import GPTConfig, model_flops_per_token, recompute_flops_per_token
+from harness.techniques.checkpointing import recomputed_blocks
+from harness.techniques.optimizers import optimizer_state_bytes
+from harness.techniques.precision import Precision
+from harness.train.loop import LoopOutcome
+
+
+def account_flops(out: LoopOutcome, config: GPTConfig, seq_len: int, techniques: dict[str, Any],
+                  facts: DeviceFacts) -> None:
+    """Model FLOPs/token (6N + 12LHQT), hardware FLOPs/token (plus recomputed forwards),
+    achieved TFLOP/s, and MFU/HFU against the device's peak for the compute dtype."""
+    model_flops = model_flops_per_token(config, seq_len)
+    blocks = recomputed_blocks(techniques["checkpointing"], config.n_layer)
+    hardware_flops = model_flops + recompute_flops_per_token(config, seq_len, blocks)
+    tokens_per_s = out.metrics["tokens_per_s"]
+    out.metrics.update({
+        "flops_per_token": float(model_flops),
+        "hardware_flops_per_token": float(hardware_flops),
+        "achieved_tflops": model_flops * tokens_per_s / 1e12,
+    })
+    dtype = peaks.compute_dtype(techniques["precision"])
+    peak = peaks.peak_for(facts, dtype, peaks.default_cache_dir())
+    if peak is None:
+        why = f"no {dtype} peak FLOP/s known for {facts.name}"
+        out.unmeasured.update({"mfu": why, "hfu": why})
+        return
+    out.metrics["mfu"] = peaks.utilization(model_flops, tokens_per_s, peak)
+    out.metrics["hfu"] = peaks.utilization(hardware_flops, tokens_per_s, peak)
+    out.notes.update({"peak_tflops": peak.tflops, "peak_dtype": peak.dtype,
+                      "peak_source": peak.source, "peak_measured": peak.measured})
+
+
+def account_memory(out: LoopOutcome, bare_model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Parameter and optimizer-state bytes as held after training (gradient and activation
+    bytes come from the loop's probe step)."""
+    out.metrics["parameter_bytes"] = float(sum(p.numel() * p.element_size()
+                                               for p in bare_model.parameters()))
+    out.metrics["optimizer_state_bytes"] = float(optimizer_state_bytes(optimizer))
+
+
+def account_loss_scaling(out: LoopOutcome, precision: Precision, steps: int) -> None:
+    log = precision.scale_log
+    if log is None:
+        return
+    out.metrics.update({"loss_scale": log.scales[-1], "skipped_steps": float(log.skipped_steps),
+                        "overflow_fraction": log.skipped_steps / steps})
+    out.series["loss_scale"] = log.scales
+
+
+def account_compile(out: LoopOutcome, setting: bool | str) -> None:
+    """compile_time_s: the first step's wall time beyond a steady-state (median) step, so the
+    figure is the compiler's cost alone; step figures never include it."""
+    if setting is False:
+        return
+    from harness.techniques.compile import graph_counts
+
+    out.metrics["compile_time_s"] = max(0.0, out.notes["first_step_s"] - out.metrics["step_time_s"])
+    out.metrics.update(graph_counts())

@@ -1,0 +1,228 @@
+"""harness.peaks: the datasheet table's matching and figures, the precision -> dtype map, the
+measured CPU peak and its cache, and the utilization arithmetic."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from harness import peaks
+from harness.hardware import DeviceFacts
+from harness.peaks import PEAK_TABLE, Peak, compute_dtype, datasheet_entry, peak_for, utilization
+
+
+def gpu(name: str) -> DeviceFacts:
+    return DeviceFacts("cuda", name, (9, 0))
+
+
+CPU = DeviceFacts("cpu", "Test CPU Model 9000")
+
+# torch's get_device_properties(0).name -> the table's device
+NAMES = {
+    "NVIDIA H100 80GB HBM3": "NVIDIA H100 SXM",
+    "NVIDIA H100 PCIe": "NVIDIA H100 PCIe",
+    "NVIDIA H100 NVL": "NVIDIA H100 NVL",
+    "NVIDIA H200": "NVIDIA H200 SXM",
+    "NVIDIA H200 NVL": "NVIDIA H200 NVL",
+    "NVIDIA GH200 480GB": "NVIDIA GH200",
+    "NVIDIA A100-SXM4-80GB": "NVIDIA A100",
+    "NVIDIA A100-SXM4-40GB": "NVIDIA A100",
+    "NVIDIA A100-PCIE-40GB": "NVIDIA A100",
+    "NVIDIA A100 80GB PCIe": "NVIDIA A100",
+    "NVIDIA L4": "NVIDIA L4",
+    "NVIDIA L40S": "NVIDIA L40S",
+    "NVIDIA A10G": "NVIDIA A10G",
+    "NVIDIA A10": "NVIDIA A10",
+    "NVIDIA GeForce RTX 4090": "NVIDIA GeForce RTX 4090",
+    "NVIDIA RTX A6000": "NVIDIA RTX A6000",
+    "Tesla V100-SXM2-16GB": "NVIDIA V100 SXM2",
+    "Tesla V100-SXM2-32GB": "NVIDIA V100 SXM2",
+    "Tesla V100-PCIE-16GB": "NVIDIA V100 PCIe",
+    "Tesla V100-PCIE-32GB": "NVIDIA V100 PCIe",
+    "Tesla V100S-PCIE-32GB": "NVIDIA V100S PCIe",
+    "AMD Instinct MI300X": "AMD Instinct MI300X",
+    "NVIDIA B200": "NVIDIA B200",
+}
+
+
+@pytest.mark.parametrize("name, device", NAMES.items())
+def test_each_torch_name_resolves_to_its_entry(name, device):
+    assert datasheet_entry(name).device == device
+
+
+@pytest.mark.parametrize("name, dtype, tflops", [
+    ("NVIDIA H100 80GB HBM3", "bf16", 989.4),
+    ("NVIDIA H100 80GB HBM3", "fp16", 989.4),
+    ("NVIDIA H100 80GB HBM3", "fp32", 66.9),
+    ("NVIDIA H100 80GB HBM3", "tf32", 494.7),
+    ("NVIDIA H100 80GB HBM3", "fp8", 1978.9),
+    ("NVIDIA H100 PCIe", "bf16", 756.0),
+    ("NVIDIA H100 PCIe", "fp32", 51.0),
+    ("NVIDIA H200", "bf16", 989.4),
+    ("NVIDIA A100-SXM4-80GB", "bf16", 312.0),
+    ("NVIDIA A100-PCIE-40GB", "bf16", 312.0),
+    ("NVIDIA A100-SXM4-40GB", "tf32", 156.0),
+    ("NVIDIA A100 80GB PCIe", "fp32", 19.5),
+    ("Tesla V100-SXM2-16GB", "fp16", 125.0),
+    ("AMD Instinct MI300X", "bf16", 1307.4),
+])
+def test_datasheet_figures(name, dtype, tflops):
+    peak = peak_for(gpu(name), dtype)
+    assert peak == Peak(tflops, dtype, peak.source, measured=False)
+    assert datasheet_entry(name).source in peak.source
+
+
+@pytest.mark.parametrize("name, dtype", [
+    ("Tesla V100-SXM2-16GB", "bf16"), ("Tesla V100-PCIE-32GB", "tf32"),
+    ("NVIDIA A100-SXM4-80GB", "fp8"),  # Ampere has no fp8 tensor cores
+])
+def test_a_dtype_the_part_lacks_has_no_peak(name, dtype):
+    assert peak_for(gpu(name), dtype) is None
+
+
+@pytest.mark.parametrize("name", ["NVIDIA Quadro P1000", "NVIDIA GeForce RTX 4090 Laptop GPU",
+                                  "NVIDIA GB200", "NVIDIA L40", "Some Future GPU"])
+def test_an_unknown_gpu_has_no_peak(name):
+    assert datasheet_entry(name) is None
+    assert peak_for(gpu(name), "bf16") is None
+
+
+def test_every_entry_has_a_source_and_sane_figures():
+    for entry in PEAK_TABLE:
+        assert entry.source.strip() and re.search(r"\b20\d\d\b", entry.source), entry.device
+        assert "dense" in entry.source, entry.device
+        assert set(entry.tflops) <= {"fp32", "tf32", "bf16", "fp16", "fp8"}
+        assert all(value > 0 for value in entry.tflops.values())
+        # the tensor-core rates rise as the format narrows
+        ordered = [entry.tflops[d] for d in ("tf32", "bf16", "fp8") if d in entry.tflops]
+        assert ordered == sorted(ordered), entry.device
+        if "bf16" in entry.tflops:
+            assert entry.tflops["bf16"] > entry.tflops["fp32"]
+
+
+def test_every_entry_is_reachable():
+    """No pattern is shadowed by an earlier one: each entry's own device name resolves to it."""
+    for entry in PEAK_TABLE:
+        assert datasheet_entry(entry.device) is entry, entry.device
+
+
+@pytest.mark.parametrize("precision, dtype", [
+    ("fp32", "fp32"), ("tf32", "tf32"), ("bf16", "bf16"), ("bf16-pure", "bf16"),
+    ("fp16", "fp16"), ("fp8", "bf16"),
+])
+def test_compute_dtype(precision, dtype):
+    assert compute_dtype(precision) == dtype
+
+
+def test_compute_dtype_rejects_an_unknown_precision():
+    with pytest.raises(ValueError, match="int4"):
+        compute_dtype("int4")
+
+
+# --- the measured CPU peak ---------------------------------------------------------------
+
+@pytest.fixture
+def counted_timing(monkeypatch):
+    """Counts calls of the timing function, still timing for real."""
+    calls = []
+    real = peaks.time_matmul
+
+    def timed(dtype, size, *args, **kwargs):
+        calls.append((dtype, size))
+        return real(dtype, size, *args, **kwargs)
+
+    monkeypatch.setattr(peaks, "time_matmul", timed)
+    return calls
+
+
+def test_cpu_peak_is_measured_once_then_read_from_the_cache(tmp_path, counted_timing):
+    first = peak_for(CPU, "fp32", cache_dir=tmp_path, size=256)
+    cache_file = tmp_path / peaks.CACHE_FILE
+    mtime = cache_file.stat().st_mtime_ns
+    second = peak_for(CPU, "fp32", cache_dir=tmp_path, size=256)
+
+    assert counted_timing == [("fp32", 256)]
+    assert cache_file.stat().st_mtime_ns == mtime
+    assert second == first
+    assert first.measured and first.dtype == "fp32"
+    threads = torch.get_num_threads()
+    assert first.source == (f"measured: best of {peaks.REPEATS} timed 256x256 matmuls "
+                            f"on this CPU, {threads} threads")
+    record, = json.loads(cache_file.read_text()).values()
+    assert record["tflops"] == first.tflops and record["threads"] == threads
+
+
+def test_cpu_cache_is_keyed_by_dtype_and_thread_count(tmp_path, counted_timing):
+    threads = torch.get_num_threads()
+    peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)
+    peak_for(CPU, "bf16", cache_dir=tmp_path, size=128)
+    try:
+        torch.set_num_threads(1)
+        one_thread = peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)
+        peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)
+    finally:
+        torch.set_num_threads(threads)
+    peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)  # back to the first key: cached
+
+    assert counted_timing == [("fp32", 128), ("bf16", 128), ("fp32", 128)]
+    assert "1 threads" in one_thread.source
+    keys = json.loads((tmp_path / peaks.CACHE_FILE).read_text())
+    assert len(keys) == 3 and any("| 1 threads |" in key for key in keys)
+
+
+def test_cpu_peak_without_a_cache_dir_measures_every_time(counted_timing):
+    peak_for(CPU, "bf16", size=128)
+    peak_for(CPU, "bf16", size=128)
+    assert len(counted_timing) == 2
+
+
+def test_a_torn_cache_file_is_measured_again(tmp_path, counted_timing):
+    (tmp_path / peaks.CACHE_FILE).write_text('{"half a')
+    peak = peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)
+    assert len(counted_timing) == 1 and peak.tflops > 0
+
+
+@pytest.mark.parametrize("dtype", ["tf32", "fp16", "fp8"])
+def test_cpu_has_no_peak_for_dtypes_it_does_not_measure(tmp_path, dtype):
+    assert peak_for(CPU, dtype, cache_dir=tmp_path, size=128) is None
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_measured_cpu_peak_beats_a_naive_floor(tmp_path, dtype):
+    # Any BLAS on any core of the last decade does a 384³ matmul at over 1 GFLOP/s.
+    assert peak_for(CPU, dtype, cache_dir=tmp_path, size=384).tflops > 1e-3
+
+
+def test_auto_size_is_a_multiple_of_128_in_range():
+    size = peaks.auto_size("fp32", target_s=0.01)
+    assert 256 <= size <= 8192 and size % 128 == 0
+
+
+def test_default_cache_dir_honours_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert peaks.default_cache_dir() == tmp_path / "harness"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert peaks.default_cache_dir() == tmp_path / "home" / ".cache" / "harness"
+
+
+# --- utilization -------------------------------------------------------------------------
+
+def test_utilization_arithmetic():
+    peak = Peak(989.4, "bf16", "test", measured=False)
+    # 6N for N = 1e9 at 55,000 tokens/s = 3.3e14 FLOP/s = 33.35% of 989.4 TFLOP/s
+    assert utilization(6e9, 55_000, peak) == pytest.approx(3.3e14 / 989.4e12)
+    # global tokens/s over 8 devices: 8x the throughput at 8x the peak is the same MFU
+    one_device = utilization(6e9, 55_000, peak)
+    assert utilization(6e9, 8 * 55_000, peak, devices=8) == pytest.approx(one_device)
+    assert utilization(1e12, 1.0, Peak(1.0, "fp32", "test", measured=True)) == pytest.approx(1.0)
+
+
+def test_utilization_rejects_zero_devices_and_a_zero_peak():
+    with pytest.raises(ValueError):
+        utilization(1.0, 1.0, Peak(1.0, "bf16", "t", False), devices=0)
+    with pytest.raises(ValueError):
+        utilization(1.0, 1.0, Peak(0.0, "bf16", "t", False))
