@@ -26,7 +26,9 @@ from harness.report.tables import (
     MEMORY_LABELS,
     Table,
     combination_table,
+    compute_table,
     environment_table,
+    memory_breakdown_table,
     trial_table,
 )
 from harness.store import ResultStore
@@ -48,6 +50,14 @@ HOW_MEASURED = {
     "eval loss": "mean next-token loss over the held-out eval batches after training.",
     "ratios": "a trial's figure over the baseline combination's median over its ok repeats: "
               "speedup > 1 is faster, a memory or activation ratio < 1 uses less.",
+    "compute": "model FLOPs per token are 6N + 12·L·H·Q·T (PaLM, appendix B); hardware FLOPs add "
+               "one forward of every block activation checkpointing recomputes. MFU and HFU are "
+               "those FLOPs per second over the device's dense peak for the compute dtype "
+               "(datasheet on a GPU, a timed matmul on a CPU; fp8 against the bf16 peak).",
+    "memory breakdown": "parameters, gradients (one backward's), optimizer state and activations "
+                        "(saved for backward, one micro-batch) are each counted from the tensors "
+                        "themselves; the peak comes on top of their sum with allocator caching "
+                        "and temporaries (on a CPU, with the whole process).",
     "loss curves": "the training loss of every step, warm-up steps included (shaded); the "
                    "dashed line is the synthetic source's entropy rate, the lowest loss any "
                    "model can reach in expectation.",
@@ -84,6 +94,7 @@ class ReportContent:
     unmeasured: list[tuple[str, str, str]]  # (metric, reason, which trials)
     unfinished: list[Unfinished]
     figures: list[FigureBlock]
+    accounting: list[tuple[str, str, Table]]  # (title, what it shows, table)
     measurements: list[tuple[str, str]]  # (column, how it is measured)
     environment: Table
     dash_meaning: str = DASH_MEANING
@@ -119,6 +130,9 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
         unfinished=[Unfinished(t["name"], t["status"], t["reason"] or "(no reason stored)",
                                t.get("traceback")) for t in trials if t["status"] != "ok"],
         figures=_figures(frame, curves, trials, memory),
+        accounting=[("Compute", HOW_MEASURED["compute"], compute_table(frame)),
+                    ("Where the memory went", HOW_MEASURED["memory breakdown"],
+                     memory_breakdown_table(frame, memory))],
         measurements=measurements,
         environment=environment_table(run.env),
     )

@@ -82,6 +82,12 @@ TEMPLATE = """<!DOCTYPE html>
 {{ table(c.combinations) }}
 {% endif %}
 
+{% for title, how, t in c.accounting %}
+<h2>{{ title }}</h2>
+{{ table(t) }}
+<p class="note">{{ how }}</p>
+{% endfor %}
+
 <h2>Figures</h2>
 {% for f in figures %}
 <figure>

@@ -65,6 +65,9 @@ def render_markdown(content: ReportContent) -> str:
         out += ["## Per combination (median over ok repeats)", "",
                 table_markdown(content.combinations), ""]
 
+    for title, how, table in content.accounting:
+        out += [f"## {title}", "", table_markdown(table), "", f"*{escape_markdown(how)}*", ""]
+
     out += ["## Figures", ""]
     for figure in content.figures:
         out += [f"### {figure.title}", "", f"![{figure.title}]({figure.slug}.png)", "",

@@ -71,6 +71,47 @@ def combination_table(combos: pd.DataFrame, memory_metric: str, with_ratios: boo
     return Table(headers, rows, classes, [False] + [True] * (len(headers) - 1))
 
 
+def compute_table(trials: pd.DataFrame) -> Table:
+    """Where the FLOPs went: model and hardware FLOPs per token, achieved rate, MFU and HFU,
+    plus what the compiler and the fp16 loss scaler did where they were used."""
+    headers = ["trial", "model GFLOP/token", "hardware GFLOP/token", "achieved TFLOP/s", "MFU", "HFU"]
+    extras = [(column, label, fmt) for column, label, fmt in (
+        ("compile_time_s", "compile time", units.seconds),
+        ("graph_breaks", "graph breaks", units.count),
+        ("skipped_steps", "fp16 skipped steps", units.count),
+        ("loss_scale", "final loss scale", units.count),
+    ) if column in trials and trials[column].notna().any()]
+    headers += [label for _, label, _ in extras]
+    rows, classes = [], []
+    for values in trials.to_dict("records"):
+        cells = [values["name"], units.gflop(values.get("flops_per_token")),
+                 units.gflop(values.get("hardware_flops_per_token")),
+                 units.number(values.get("achieved_tflops")), units.percent(values.get("mfu")),
+                 units.percent(values.get("hfu"))]
+        cells += [fmt(values.get(column)) for column, _, fmt in extras]
+        rows.append(cells)
+        classes.append(_row_class(values["status"], bool(values.get("is_baseline"))))
+    return Table(headers, rows, classes, [False] + [True] * (len(headers) - 1))
+
+
+def memory_breakdown_table(trials: pd.DataFrame, memory_metric: str) -> Table:
+    """Where the memory went: parameters, gradients, optimizer state and activations beside
+    the peak, each measured on its own (their sum is not the peak: allocator caching,
+    temporaries and the runtime come on top, and on a CPU the peak is the whole process)."""
+    parts = [("parameter_bytes", "parameters"), ("gradient_bytes", "gradients"),
+             ("optimizer_state_bytes", "optimizer state"), ("activation_bytes", "activations")]
+    headers = ["trial", *(label for _, label in parts), "sum", MEMORY_LABELS[memory_metric]]
+    rows, classes = [], []
+    for values in trials.to_dict("records"):
+        figures = [values.get(column) for column, _ in parts]
+        known = [f for f in figures if f is not None and f == f]
+        total = sum(known) if len(known) == len(figures) else None
+        rows.append([values["name"], *(units.size(f) for f in figures), units.size(total),
+                     units.size(values.get(memory_metric))])
+        classes.append(_row_class(values["status"], bool(values.get("is_baseline"))))
+    return Table(headers, rows, classes, [False] + [True] * (len(headers) - 1))
+
+
 def environment_table(env: dict[str, Any]) -> Table:
     keys = [k for k in ENV_ORDER if k in env] + sorted(k for k in env if k not in ENV_ORDER)
     rows = [[key, _env_value(key, env[key])] for key in keys]

@@ -94,3 +94,33 @@ def plain(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     return str(value)
+
+
+def _guarded(value: float | None) -> str | None:
+    if _missing(value):
+        return DASH
+    return _non_finite(value)
+
+
+def seconds(value: float | None) -> str:
+    return duration(value)
+
+
+def count(value: float | None) -> str:
+    """A count stored as a float (skipped steps, graph breaks, a loss scale): 3 -> "3"."""
+    return _guarded(value) or f"{value:,.0f}"
+
+
+def number(value: float | None) -> str:
+    """Three significant digits: 0.0532 -> "0.0532", 412.7 -> "413"."""
+    return _guarded(value) or f"{value:.3g}"
+
+
+def gflop(flops: float | None) -> str:
+    """FLOPs as GFLOP with three significant digits."""
+    return _guarded(flops) or f"{flops / 1e9:.3g}"
+
+
+def percent(fraction: float | None) -> str:
+    """0.4123 -> "41.2%"."""
+    return _guarded(fraction) or f"{100 * fraction:.1f}%"

@@ -63,5 +63,6 @@ def test_html_css_quotes_are_not_entity_escaped(written_report):
 
 def test_html_marks_the_baseline_rows_and_failed_statuses(written_report):
     html = written_report[0].read_text()
-    assert html.count('<tr class="status-ok baseline">') == 3 + 1  # 3 repeats + combination row
+    # 3 repeats in the trial, compute and memory tables, and the combination row
+    assert html.count('<tr class="status-ok baseline">') == 3 * 3 + 1
     assert 'class="status-failed"' in html and 'class="status-skipped"' in html

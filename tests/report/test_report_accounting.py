@@ -1,0 +1,48 @@
+"""The compute and memory-breakdown tables: figures in the reader's units, the sum of the
+parts beside the peak, a dash (never 0) where a part was not measured."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.report.tables import compute_table, memory_breakdown_table
+
+
+def _frame():
+    return pd.DataFrame([
+        {"name": "a", "status": "ok", "is_baseline": True, "flops_per_token": 8.5e8,
+         "hardware_flops_per_token": 1.1e9, "achieved_tflops": 412.7, "mfu": 0.4171, "hfu": 0.55,
+         "parameter_bytes": 2**20, "gradient_bytes": 2**20, "optimizer_state_bytes": 2**21,
+         "activation_bytes": 4 * 2**20, "peak_memory_bytes": 10 * 2**20},
+        {"name": "b", "status": "skipped", "is_baseline": False, "flops_per_token": math.nan,
+         "hardware_flops_per_token": math.nan, "achieved_tflops": math.nan, "mfu": math.nan,
+         "hfu": math.nan, "parameter_bytes": math.nan, "gradient_bytes": math.nan,
+         "optimizer_state_bytes": math.nan, "activation_bytes": math.nan,
+         "peak_memory_bytes": math.nan},
+    ])
+
+
+def test_compute_table_in_gflop_and_percent():
+    table = compute_table(_frame())
+    assert table.headers[:6] == ["trial", "model GFLOP/token", "hardware GFLOP/token",
+                                 "achieved TFLOP/s", "MFU", "HFU"]
+    assert table.rows[0] == ["a", "0.85", "1.1", "413", "41.7%", "55.0%"]
+    assert table.rows[1][1:] == ["—"] * 5
+    assert "fp16 skipped steps" not in table.headers  # no trial used the loss scaler
+
+
+def test_compute_table_adds_loss_scaler_columns_when_a_trial_has_them():
+    frame = _frame().assign(skipped_steps=[3.0, math.nan], loss_scale=[32768.0, math.nan])
+    table = compute_table(frame)
+    assert table.headers[-2:] == ["fp16 skipped steps", "final loss scale"]
+    assert table.rows[0][-2:] == ["3", "32,768"]
+
+
+def test_memory_breakdown_sums_the_parts_beside_the_peak():
+    table = memory_breakdown_table(_frame(), "peak_memory_bytes")
+    assert table.headers == ["trial", "parameters", "gradients", "optimizer state", "activations",
+                             "sum", "peak device memory"]
+    assert table.rows[0] == ["a", "1.0 MiB", "1.0 MiB", "2.0 MiB", "4.0 MiB", "8.0 MiB", "10.0 MiB"]
+    assert table.rows[1][1:] == ["—"] * 6
