@@ -45,7 +45,8 @@ def run_worker(spec: TrialSpec, workdir: Path, progress: Progress = lambda d, t:
     spec_path.write_text(json.dumps(spec.to_dict()))
     command = [sys.executable, "-m", "harness.train.worker", str(spec_path), str(result_path),
                str(os.getpid())]
-    exit_ = _run(command, spec.timeout_s, workdir / f"{spec.trial_id}.stderr", progress)
+    exit_ = _run(command, spec.timeout_s, workdir / f"{spec.trial_id}.stderr", progress,
+                 _worker_env(workdir / f"{spec.trial_id}.compile-cache"))
     if exit_.timed_out:
         return TrialResult(spec.trial_id, "timeout",
                            reason=f"no result after {spec.timeout_s:g} s; the worker was killed",
@@ -56,11 +57,19 @@ def run_worker(spec: TrialSpec, workdir: Path, progress: Progress = lambda d, t:
                        traceback=exit_.stderr_tail or None)
 
 
-def _run(command: list[str], timeout_s: float, stderr_path: Path, progress: Progress) -> WorkerExit:
+def _worker_env(compile_cache: Path) -> dict[str, str]:
+    """The runner's environment, with compiler caches private to the trial: every compiled
+    trial compiles cold, so compile_time_s does not depend on which trial ran before."""
+    return {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(compile_cache / "inductor"),
+            "TRITON_CACHE_DIR": str(compile_cache / "triton")}
+
+
+def _run(command: list[str], timeout_s: float, stderr_path: Path, progress: Progress,
+         env: dict[str, str]) -> WorkerExit:
     t0 = time.monotonic()
     with open(stderr_path, "w+b") as stderr:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
-                                start_new_session=True, text=True, bufsize=1)
+                                start_new_session=True, text=True, bufsize=1, env=env)
         reader = threading.Thread(target=_read_progress, args=(proc, progress), daemon=True)
         reader.start()
         timed_out = False

@@ -43,9 +43,12 @@ def test_bf16_autocast_saves_fewer_activation_bytes_and_learns_like_fp32(write_s
                        train={"steps": 30, "lr": 3e-3})
     a, b = run_trial(fp32), run_trial(bf16)
     assert b.metrics["activation_bytes"] < a.metrics["activation_bytes"]
-    # bf16 keeps 8 mantissa bits: per-step losses of the same data drift apart by a few
-    # hundredths after 30 steps at most on this model
-    assert b.metrics["eval_loss"] == pytest.approx(a.metrics["eval_loss"], abs=0.05)
+    # bf16 keeps 8 significant bits (relative rounding 2**-9 = 0.2% per operation) while the
+    # weights, the optimizer and the loss stay fp32, so the two runs see the same data and
+    # drift apart only by rounding: measured 1.5e-4 nats in eval loss and 7e-4 at worst per
+    # step here. 0.02 nats (0.5% of the loss) leaves room for other CPUs' bf16 kernels yet
+    # fails if bf16 changed what is learned (the loss moves by ~1.4 nats over these steps).
+    assert b.metrics["eval_loss"] == pytest.approx(a.metrics["eval_loss"], abs=0.02)
 
 
 def test_a_trial_is_deterministic_on_cpu(write_scenario):
