@@ -137,6 +137,9 @@ def resolve_sections(scenario: Scenario, combination: Combination) -> dict[str, 
     if seq_len > context:
         raise UnbuildableTrial(f"data.seq_len {seq_len} exceeds the model's max_seq_len {context}",
                                "data.seq_len")
+    if sections["techniques"]["compile"] is not False and sections["train"]["warmup_steps"] < 1:
+        raise UnbuildableTrial("compile needs warmup_steps >= 1: compilation happens in the first "
+                               "step, which must not be measured", "train.warmup_steps")
     return sections
 
 

@@ -89,6 +89,9 @@ CASES = [
      "  train.warmup_steps: [2, 10]\n",
      6, "matrix.train.warmup_steps.1",
      ["warmup_steps (10) must be smaller than steps (5)", "train.steps=5"]),
+    ("compile-without-warmup",
+     "train: {steps: 10, warmup_steps: 0}\nmatrix:\n  compile: [false, true]\n",
+     3, "train.warmup_steps", ["compile needs warmup_steps >= 1", "compile=true"]),
     ("exclude-key-not-an-axis",
      "matrix:\n  precision: [fp32, bf16]\nexclude:\n  - {precision: fp32}\n"
      "  - {checkpointing: full}\n",
