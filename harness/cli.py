@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a scenario field, e.g. --set model.preset=tiny (repeatable)")
     run.add_argument("-q", "--quiet", action="store_true", help="one line per trial, no progress bar")
+    run.add_argument("--nnodes", type=int, default=1,
+                     help="nodes of the sweep: run the same command on each (see README, Slurm)")
+    run.add_argument("--node-rank", type=int, default=0, help="this node's rank (0 records results)")
+    run.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                     help="node 0's address and a free port, for trials that span nodes")
 
     validate = commands.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("scenarios", nargs="+")
@@ -75,12 +80,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     loaded = load_scenario(args.scenario, args.overrides)
     device = hardware.resolve_device(args.device)
+    cluster = cluster_of(args)
     if args.dry_run:
-        print_plan(runner.plan(loaded, device), loaded.scenario.name, device)
+        print_plan(runner.plan(loaded, device, cluster), loaded.scenario.name, device)
+        return 0
+    if cluster.node_rank > 0:
+        summary = runner.run_scenario(loaded, None, device, progress=SweepProgress(quiet=args.quiet),
+                                      cluster=cluster)
+        print(f"node {cluster.node_rank}: took part in {summary.ran} trials; node 0 records them")
         return 0
     store = ResultStore(args.results)
     summary = runner.run_scenario(loaded, store, device, resume=args.resume,
-                                  progress=SweepProgress(quiet=args.quiet))
+                                  progress=SweepProgress(quiet=args.quiet), cluster=cluster)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items()))
     print(f"run {summary.run_id}: {counts}; results in {args.results}")
     if not args.no_report:
@@ -90,6 +101,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         html, markdown = write_report(store, summary.run_id, out)
         print(f"report: {html} and {markdown}")
     return summary.exit_code
+
+
+def cluster_of(args: argparse.Namespace):
+    from harness.launch import Cluster
+
+    if args.nnodes < 1:
+        raise InputError(f"--nnodes must be at least 1, got {args.nnodes}", field="--nnodes")
+    if not 0 <= args.node_rank < args.nnodes:
+        raise InputError(f"--node-rank must be in [0, {args.nnodes}), got {args.node_rank}",
+                         field="--node-rank")
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        raise InputError("a sweep on several nodes needs --rdzv-endpoint HOST:PORT of node 0",
+                         field="--rdzv-endpoint")
+    if args.nnodes > 1 and args.resume:
+        raise InputError("--resume works on one node: node 0 alone knows which trials are stored",
+                         field="--resume")
+    return Cluster(args.nnodes, args.node_rank, args.rdzv_endpoint)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -146,12 +174,14 @@ def print_plan(planned, scenario: str, device: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"{scenario}: {len(planned)} trials on {device}")
-    for column in ("#", "trial", "name", "model", "steps", "plan"):
+    for column in ("#", "trial", "name", "model", "global batch (micro x accum x ranks)", "steps", "plan"):
         table.add_column(column)
     for index, (spec, skip) in enumerate(planned):
-        model = spec.model
+        model, t = spec.model, spec.techniques
         shape = f"{model['flavour']} L{model['n_layer']} d{model['d_model']} h{model['n_head']}"
-        table.add_row(str(index), spec.trial_id, spec.name, shape, str(spec.train["steps"]),
+        micro, accum, ranks = spec.train["micro_batch_size"], t["grad_accum"], t["world_size"] * t["nnodes"]
+        batch = f"{micro * accum * ranks} ({micro} x {accum} x {ranks})"
+        table.add_row(str(index), spec.trial_id, spec.name, shape, batch, str(spec.train["steps"]),
                       f"skip: {skip}" if skip else "run")
     Console(width=160).print(table)
 

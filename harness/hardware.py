@@ -34,6 +34,7 @@ class DeviceFacts:
     compute_capability: tuple[int, int] | None = None  # CUDA only
     bf16_supported: bool = True
     libraries: frozenset[str] = frozenset()  # optional libraries importable here
+    device_count: int = 1  # GPUs on this node (CPU ranks share the one CPU)
 
     def has(self, library: str) -> bool:
         return library in self.libraries
@@ -47,7 +48,8 @@ def device_facts(device: str) -> DeviceFacts:
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         return DeviceFacts("cuda", props.name, (props.major, props.minor),
-                           torch.cuda.is_bf16_supported(), libraries)
+                           torch.cuda.is_bf16_supported(including_emulation=False), libraries,
+                           torch.cuda.device_count())
     return DeviceFacts(device, cpu_model(), None, True, libraries)
 
 
@@ -142,3 +144,30 @@ def git_state() -> dict[str, Any]:
         return {"git_commit": commit.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired):
         return {"git_commit": None, "git_dirty": None}
+
+
+@dataclass(frozen=True)
+class RankEnvironment:
+    """This process's place in a torchrun-launched trial (one rank, world size 1, otherwise)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def rank_environment() -> RankEnvironment:
+    """Read the variables torchrun (torch elastic) sets for each rank it starts."""
+    env = os.environ
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return RankEnvironment()
+    return RankEnvironment(int(env["RANK"]), int(env.get("LOCAL_RANK", 0)),
+                           int(env["WORLD_SIZE"]), int(env.get("LOCAL_WORLD_SIZE", 1)))
+
+
+def rank_device(device: str, local_rank: int) -> torch.device:
+    return torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)

@@ -1,9 +1,12 @@
 """Launch one trial's worker in its own process (and process group), with a timeout.
 
 The worker is a fresh Python process so that a crash, a CUDA OOM, leaked memory or a global
-setting (TF32, thread counts, compile caches) of one trial cannot touch the next. On Linux
-the worker dies with the runner (see `worker.die_with_parent`), so a killed sweep leaves no orphan
-training in the background; a timeout kills the worker's whole process group.
+setting (TF32, thread counts, compile caches) of one trial cannot touch the next. A trial of
+several ranks (or with a data-parallel strategy) runs under torch elastic instead: torchrun
+(`harness.elastic`) starts its ranks on this node, with a fixed node count and no restarts,
+NCCL on GPUs and gloo on CPUs; across nodes the ranks meet at node 0's static rendezvous.
+On Linux every process dies with its parent (see `worker.die_with_parent`), so a killed sweep
+leaves no orphan training behind; a timeout ends the whole process group.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.spec import TrialResult, TrialSpec
+from harness.train.trial import uses_process_group
 from harness.train.worker import PROGRESS_PREFIX
 
 STDERR_TAIL = 4000
@@ -36,25 +40,58 @@ class WorkerExit:
     wall_s: float
 
 
-def run_worker(spec: TrialSpec, workdir: Path, progress: Progress = lambda d, t: None) -> TrialResult:
-    """Run `spec` in a worker process; always returns a TrialResult, whatever happened."""
+@dataclass(frozen=True)
+class Cluster:
+    """The nodes a sweep runs on: one runner per node, all with the same scenario."""
+
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None  # host:port of node 0's rendezvous; needed past one node
+
+
+def run_worker(spec: TrialSpec, workdir: Path, progress: Progress = lambda d, t: None,
+               cluster: Cluster = Cluster()) -> TrialResult:
+    """Run `spec` in a worker process (or its ranks); always returns a TrialResult."""
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / f"{spec.trial_id}.spec.json"
     result_path = workdir / f"{spec.trial_id}.result.json"
-    result_path.unlink(missing_ok=True)
+    for stale in (result_path, *workdir.glob(f"{spec.trial_id}.result.rank*.json")):
+        stale.unlink(missing_ok=True)
     spec_path.write_text(json.dumps(spec.to_dict()))
-    command = [sys.executable, "-m", "harness.train.worker", str(spec_path), str(result_path),
-               str(os.getpid())]
+    command = worker_command(spec, spec_path, result_path, cluster)
     exit_ = _run(command, spec.timeout_s, workdir / f"{spec.trial_id}.stderr", progress,
                  _worker_env(workdir / f"{spec.trial_id}.compile-cache"))
     if exit_.timed_out:
         return TrialResult(spec.trial_id, "timeout",
                            reason=f"no result after {spec.timeout_s:g} s; the worker was killed",
                            traceback=exit_.stderr_tail or None)
-    if result_path.exists():
-        return TrialResult.from_json(result_path.read_text())
+    results = {path: TrialResult.from_json(path.read_text())
+               for path in (result_path, *workdir.glob(f"{spec.trial_id}.result.rank*.json"))
+               if path.exists()}
+    failures = [path for path, result in results.items() if result.status != "ok"]
+    if failures:  # the first rank to fail is the cause; the others lost their peer
+        return results[min(failures, key=lambda path: path.stat().st_mtime_ns)]
+    if result_path in results:
+        return results[result_path]
     return TrialResult(spec.trial_id, "failed", reason=_describe_exit(exit_.returncode),
                        traceback=exit_.stderr_tail or None)
+
+
+def worker_command(spec: TrialSpec, spec_path: Path, result_path: Path, cluster: Cluster) -> list[str]:
+    worker = ["-m", "harness.train.worker", str(spec_path), str(result_path)]
+    if not uses_process_group(spec.techniques):
+        return [sys.executable, *worker, str(os.getpid())]
+    nnodes = spec.techniques["nnodes"]
+    elastic = ["--nproc-per-node", str(spec.techniques["world_size"]), "--nnodes", str(nnodes),
+               "--max-restarts", "0"]
+    if nnodes == 1:
+        elastic.append("--standalone")  # a private rendezvous on a free local port
+    else:
+        # the static rendezvous keeps node order, so global rank 0 (which writes the result)
+        # is on node 0, whose runner records it
+        elastic += ["--node-rank", str(cluster.node_rank), "--rdzv-backend", "static",
+                    "--rdzv-endpoint", str(cluster.rdzv_endpoint), "--rdzv-id", spec.trial_id]
+    return [sys.executable, "-m", "harness.elastic", str(os.getpid()), *elastic, *worker]
 
 
 def _worker_env(compile_cache: Path) -> dict[str, str]:

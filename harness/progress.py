@@ -66,6 +66,9 @@ class SweepProgress:
         else:
             self._print(summary)
 
+    def note(self, text: str) -> None:
+        self._print(text)
+
     def _print(self, text: str) -> None:
         if self._bar is not None:
             self._bar.console.print(text, markup=False, highlight=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness import hardware
 from harness.errors import InputError
-from harness.launch import run_worker
+from harness.launch import Cluster, run_worker
 from harness.progress import SweepProgress
 from harness.scenario import LoadedScenario, baseline_of, expand
 from harness.spec import TrialResult, TrialSpec
@@ -35,15 +35,28 @@ class RunSummary:
         return 1 if total and not self.statuses.get("ok") else 0
 
 
-def plan(loaded: LoadedScenario, device: str) -> list[tuple[TrialSpec, str | None]]:
+def plan(loaded: LoadedScenario, device: str, cluster: Cluster = Cluster()) -> list[tuple[TrialSpec, str | None]]:
     """Every trial, with the reason it will be skipped (None when it will run)."""
     facts = hardware.device_facts(device)
-    return [(spec, unsupported_reason(spec.techniques, facts, spec.model)) for spec in expand(loaded, device)]
+    return [(spec, _skip_reason(spec, facts, cluster)) for spec in expand(loaded, device)]
 
 
-def run_scenario(loaded: LoadedScenario, store: ResultStore, device: str, *, resume: bool = False,
-                 progress: SweepProgress | None = None) -> RunSummary:
-    planned = plan(loaded, device)
+def _skip_reason(spec: TrialSpec, facts: hardware.DeviceFacts, cluster: Cluster) -> str | None:
+    nodes = spec.techniques["nnodes"]
+    if nodes > cluster.nnodes:
+        return f"needs {nodes} nodes; this sweep runs on {cluster.nnodes} (harness run --nnodes)"
+    return unsupported_reason(spec.techniques, facts, spec.model)
+
+
+def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str, *,
+                 resume: bool = False, progress: SweepProgress | None = None,
+                 cluster: Cluster = Cluster()) -> RunSummary:
+    """Run every planned trial. On several nodes every node's runner calls this with the same
+    scenario; each takes part in the trials that span it, and only node 0 (which passes the
+    store) records them."""
+    planned = plan(loaded, device, cluster)
+    if store is None:
+        return _take_part(planned, cluster, progress)
     env = hardware.fingerprint(device)
     if resume:
         run_id = _resumable_run(store, loaded)
@@ -68,7 +81,7 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore, device: str, *, res
                 result = TrialResult(spec.trial_id, "skipped", reason=skip_reason,
                                      started_at=now, finished_at=now)
             else:
-                result = run_worker(spec, Path(workdir), progress.step)
+                result = run_worker(spec, Path(workdir), progress.step, cluster)
                 ran += 1
             store.save_trial(run_id, position, spec, result, env, loaded.file_hash)
             progress.end_trial(spec.name, result)
@@ -77,6 +90,26 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore, device: str, *, res
     for trial in store.trials(run_id):
         statuses[trial["status"]] = statuses.get(trial["status"], 0) + 1
     return RunSummary(run_id, statuses, ran)
+
+
+def _take_part(planned: list[tuple[TrialSpec, str | None]], cluster: Cluster,
+               progress: SweepProgress | None) -> RunSummary:
+    """A node other than 0: start this node's ranks of every trial that spans it, store nothing."""
+    progress = progress or SweepProgress(quiet=True)
+    ran = 0
+    with progress, tempfile.TemporaryDirectory(prefix="harness-") as workdir:
+        mine = [spec for spec, skip in planned
+                if not skip and spec.techniques["nnodes"] > cluster.node_rank]
+        progress.start_sweep(len(mine))
+        for spec in mine:
+            progress.start_trial(spec.name, spec.train["steps"])
+            result = run_worker(spec, Path(workdir), progress.step, cluster)
+            # rank 0 lives on node 0, so only a failure of this node's ranks is news here
+            own_failure = (result.reason or "").startswith("rank ")
+            outcome = f"failed: {result.reason}" if own_failure else "done"
+            progress.note(f"{spec.name}: this node's ranks {outcome} (recorded on node 0)")
+            ran += 1
+    return RunSummary(run_id="", statuses={}, ran=ran)
 
 
 def new_run_id() -> str:

@@ -2,6 +2,7 @@
 
 from harness.analysis.baseline import RATIO_COLUMNS, compare_to_baseline, ratios_to_baseline
 from harness.analysis.curves import loss_curves
+from harness.analysis.scaling import scaling_frame
 from harness.analysis.trials import (
     METRICS,
     PARAM_PREFIX,
@@ -21,5 +22,6 @@ __all__ = [
     "loss_curves",
     "memory_metric",
     "ratios_to_baseline",
+    "scaling_frame",
     "trial_frame",
 ]

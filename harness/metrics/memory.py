@@ -78,3 +78,17 @@ def host_peak_bytes() -> int | None:
     if sys.platform == "darwin":
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
     return None
+
+
+def local_nbytes(tensor: torch.Tensor) -> int:
+    """Bytes this process holds of `tensor`: a sharded tensor's local shard only (FSDP2's
+    DTensor, or the partition DeepSpeed ZeRO-3 keeps in `ds_tensor`)."""
+    if hasattr(tensor, "ds_tensor"):
+        tensor = tensor.ds_tensor
+    local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+    return local.numel() * local.element_size()
+
+
+def global_numel(tensor: torch.Tensor) -> int:
+    """Elements of the whole tensor, however it is sharded (ZeRO-3 empties the module's own)."""
+    return getattr(tensor, "ds_numel", None) or tensor.numel()

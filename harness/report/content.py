@@ -17,6 +17,7 @@ from harness.analysis import (
     axis_columns,
     compare_to_baseline,
     loss_curves,
+    scaling_frame,
     memory_metric,
     ratios_to_baseline,
     trial_frame,
@@ -29,6 +30,7 @@ from harness.report.tables import (
     compute_table,
     environment_table,
     memory_breakdown_table,
+    scaling_table,
     trial_table,
 )
 from harness.store import ResultStore
@@ -58,6 +60,12 @@ HOW_MEASURED = {
                         "(saved for backward, one micro-batch) are each counted from the tensors "
                         "themselves; the peak comes on top of their sum with allocator caching "
                         "and temporaries (on a CPU, with the whole process).",
+    "scaling": "tokens/s is global (every rank's tokens over the longest rank's measured "
+               "window); per device, it is divided by the ranks. Efficiency is the per-device "
+               "rate against the group's smallest rank count: strong scaling when the global "
+               "batch is held, weak when the micro-batch per device is. Exposed comm: the share "
+               "of a step's time that gradient synchronisation adds, timed with and without it. "
+               "Memory is the largest rank's.",
     "loss curves": "the training loss of every step, warm-up steps included (shaded); the "
                    "dashed line is the synthetic source's entropy rate, the lowest loss any "
                    "model can reach in expectation.",
@@ -129,13 +137,29 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
         unmeasured=_unmeasured(trials),
         unfinished=[Unfinished(t["name"], t["status"], t["reason"] or "(no reason stored)",
                                t.get("traceback")) for t in trials if t["status"] != "ok"],
-        figures=_figures(frame, curves, trials, memory),
-        accounting=[("Compute", HOW_MEASURED["compute"], compute_table(frame)),
-                    ("Where the memory went", HOW_MEASURED["memory breakdown"],
-                     memory_breakdown_table(frame, memory))],
+        figures=_figures(frame, curves, trials, memory) + _scaling_figures(frame, trials),
+        accounting=_accounting(frame, trials, memory),
         measurements=measurements,
         environment=environment_table(run.env),
     )
+
+
+def _accounting(frame: pd.DataFrame, trials: list[dict[str, Any]],
+                memory: str) -> list[tuple[str, str, Table]]:
+    sections = [("Compute", HOW_MEASURED["compute"], compute_table(frame)),
+                ("Where the memory went", HOW_MEASURED["memory breakdown"],
+                 memory_breakdown_table(frame, memory))]
+    scaling = scaling_frame(frame, trials)
+    if scaling is not None:
+        sections.append(("Scaling", HOW_MEASURED["scaling"], scaling_table(scaling, memory)))
+    return sections
+
+
+def _scaling_figures(frame: pd.DataFrame, trials: list[dict[str, Any]]) -> list[FigureBlock]:
+    scaling = scaling_frame(frame, trials)
+    if scaling is None:
+        return []
+    return [FigureBlock("scaling", "Scaling", HOW_MEASURED["scaling"], figures.scaling_png(scaling))]
 
 
 def _figures(frame: pd.DataFrame, curves: pd.DataFrame, trials: list[dict[str, Any]],

@@ -162,3 +162,28 @@ def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
+
+
+def scaling_png(scaling: pd.DataFrame) -> bytes:
+    """Tokens/s per device against ranks, one line per group (strategy and other axes), each
+    with its ideal: the per-device throughput of its smallest rank count, held."""
+    fig = Figure(figsize=(8, 4.5), dpi=DPI)
+    ax = fig.add_subplot()
+    for index, (name, group) in enumerate(scaling.groupby("group", sort=False)):
+        group = group.sort_values("ranks")
+        color = f"C{index % 10}"
+        ax.plot(group["ranks"], group["tokens_per_s_per_device"], marker="o", color=color, label=name)
+        ax.axhline(float(group["tokens_per_s_per_device"].iloc[0]), color=color, linestyle=":",
+                   linewidth=1)
+    ax.plot([], [], color="black", linestyle=":", linewidth=1, label="ideal (per-device rate held)")
+    ranks = sorted(scaling["ranks"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ranks, [str(r) for r in ranks])
+    ax.yaxis.set_major_formatter(FuncFormatter(_tick_tokens))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("ranks (world_size x nnodes)")
+    ax.set_ylabel("tokens/s per device")
+    ax.set_title("Scaling: throughput per device")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -112,6 +112,21 @@ def memory_breakdown_table(trials: pd.DataFrame, memory_metric: str) -> Table:
     return Table(headers, rows, classes, [False] + [True] * (len(headers) - 1))
 
 
+def scaling_table(scaling: pd.DataFrame, memory_metric: str) -> Table:
+    """Per strategy (group), each rank count: batch, throughput, efficiency, communication."""
+    headers = ["group", "ranks", "global batch", "micro-batch per device", "tokens/s",
+               "tokens/s per device", "efficiency", "exposed comm", MEMORY_LABELS[memory_metric]]
+    rows = []
+    for values in scaling.to_dict("records"):
+        rows.append([values["group"], units.plain(int(values["ranks"])),
+                     units.plain(values["global_batch"]), units.plain(values["micro_batch"]),
+                     units.tokens_per_s(values["tokens_per_s"]),
+                     units.tokens_per_s(values["tokens_per_s_per_device"]),
+                     f"{units.percent(values['efficiency'])} ({values['kind']})",
+                     units.percent(values.get("comm_fraction")), units.size(values.get(memory_metric))])
+    return Table(headers, rows, [""] * len(rows), [False] + [True] * (len(headers) - 1))
+
+
 def environment_table(env: dict[str, Any]) -> Table:
     keys = [k for k in ENV_ORDER if k in env] + sorted(k for k in env if k not in ENV_ORDER)
     rows = [[key, _env_value(key, env[key])] for key in keys]

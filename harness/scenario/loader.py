@@ -141,14 +141,17 @@ def _resolve_relative_paths(data: dict, base: Path) -> None:
         path = path if path.is_absolute() else (base / path).resolve()
         return f"{path}:{attr}" if is_arch else str(path)
 
-    for section, key in (("data", "path"), ("model", "arch")):
+    # (section, key, matrix axis, is an import path): a plug-in file is a path too
+    for section, key, axis, is_import in (("data", "path", "data.path", False),
+                                          ("model", "arch", "model.arch", True),
+                                          ("techniques", "parallel", "parallel", True)):
         fields = data.get(section)
         if isinstance(fields, dict) and key in fields:
-            fields[key] = resolve(fields[key], key == "arch")
+            fields[key] = resolve(fields[key], is_import)
         matrix = data.get("matrix")
-        values = matrix.get(f"{section}.{key}") if isinstance(matrix, dict) else None
+        values = matrix.get(axis) if isinstance(matrix, dict) else None
         if isinstance(values, list):
-            matrix[f"{section}.{key}"] = [resolve(v, key == "arch") for v in values]
+            matrix[axis] = [resolve(v, is_import) for v in values]
 
 
 def _input_error(err: ValidationError, filename: str, lines: dict[Loc, int],

@@ -137,6 +137,16 @@ def resolve_sections(scenario: Scenario, combination: Combination) -> dict[str, 
     if seq_len > context:
         raise UnbuildableTrial(f"data.seq_len {seq_len} exceeds the model's max_seq_len {context}",
                                "data.seq_len")
+    techniques, train = sections["techniques"], sections["train"]
+    if train["global_batch_size"] is not None:
+        ranks = techniques["world_size"] * techniques["nnodes"]
+        share, rest = divmod(train["global_batch_size"], ranks * techniques["grad_accum"])
+        if rest or not share:
+            raise UnbuildableTrial(
+                f"global_batch_size {train['global_batch_size']} does not split into "
+                f"{ranks} ranks x grad_accum {techniques['grad_accum']} equal micro-batches",
+                "train.global_batch_size")
+        train["micro_batch_size"] = share
     if sections["techniques"]["compile"] is not False and sections["train"]["warmup_steps"] < 1:
         raise UnbuildableTrial("compile needs warmup_steps >= 1: compilation happens in the first "
                                "step, which must not be measured", "train.warmup_steps")

@@ -83,6 +83,10 @@ class TrainSection(Section):
     grad_clip: float | None = Field(1.0, gt=0)
     seed: int = 0
     eval_batches: int = Field(4, ge=1)
+    # sequences per optimizer step over all ranks; when set, micro_batch_size is derived as
+    # global_batch_size / (ranks x grad_accum), so strategies and world sizes compare at the
+    # same global batch (strong scaling); unset, the micro-batch is fixed (weak scaling)
+    global_batch_size: int | None = Field(None, ge=1)
 
     @field_validator("warmup_steps")
     @classmethod
@@ -112,6 +116,14 @@ class TechniquesSection(Section):
     optimizer: Literal["adamw", "adamw-fused", "sgd", "adamw8bit"] = "adamw"
     attention: Literal["sdpa", "flash", "efficient", "cudnn", "math", "manual"] = "sdpa"
     fp16_init_scale: float = Field(2.0**16, gt=0)  # GradScaler's first loss scale
+    # data parallelism (harness/parallel): a built-in strategy or a plug-in's import path
+    parallel: str = "none"
+    world_size: int = Field(1, ge=1)  # ranks per node
+    nnodes: int = Field(1, ge=1)
+    ddp_bucket_mb: float = Field(25.0, gt=0)
+    ddp_grad_as_bucket_view: bool = False
+    fsdp_reshard_after_forward: bool = True
+    fsdp_cpu_offload: bool = False
 
     @field_validator("checkpointing")
     @classmethod

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.hardware import DeviceFacts
+from harness.parallel import parallel_unsupported_reason
 from harness.techniques import attention
 
 Techniques = dict[str, Any]
@@ -61,7 +62,13 @@ def attention_rule(t: Techniques, facts: DeviceFacts, model: Model) -> str | Non
                                         gqa=kv_heads is not None and kv_heads < heads)
 
 
-RULES: tuple[Rule, ...] = (precision_rule, optimizer_rule, attention_rule, checkpointing_rule)
+def parallel_rule(t: Techniques, facts: DeviceFacts, model: Model) -> str | None:
+    """Rank counts and each strategy's own needs (harness.parallel: built-ins and plug-ins)."""
+    return parallel_unsupported_reason(t, facts)
+
+
+RULES: tuple[Rule, ...] = (precision_rule, optimizer_rule, attention_rule, checkpointing_rule,
+                           parallel_rule)
 
 
 def unsupported_reason(techniques: Techniques, facts: DeviceFacts, model: Model | None = None) -> str | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from harness.metrics.memory import local_nbytes
+
 BETAS = (0.9, 0.95)
 
 
@@ -33,7 +35,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of every tensor the optimizer keeps per parameter (moments, momentum, ...)."""
-    return sum(value.numel() * value.element_size()
-               for state in optimizer.state.values() for value in state.values()
-               if torch.is_tensor(value))
+    """Bytes of every tensor the optimizer keeps per parameter (moments, momentum, ...), of
+    this rank's shards only under a sharded strategy."""
+    return sum(local_nbytes(value) for state in optimizer.state.values()
+               for value in state.values() if torch.is_tensor(value))

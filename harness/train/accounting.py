@@ -11,6 +11,7 @@ from torch import nn
 
 from harness import peaks
 from harness.hardware import DeviceFacts
+from harness.metrics.memory import local_nbytes
 from harness.models import GPTConfig, model_flops_per_token, recompute_flops_per_token
 from harness.techniques.checkpointing import recomputed_blocks
 from harness.techniques.optimizers import optimizer_state_bytes
@@ -19,9 +20,10 @@ from harness.train.loop import LoopOutcome
 
 
 def account_flops(out: LoopOutcome, config: GPTConfig, seq_len: int, techniques: dict[str, Any],
-                  facts: DeviceFacts) -> None:
+                  facts: DeviceFacts, devices: int = 1) -> None:
     """Model FLOPs/token (6N + 12LHQT), hardware FLOPs/token (plus recomputed forwards),
-    achieved TFLOP/s, and MFU/HFU against the device's peak for the compute dtype."""
+    achieved TFLOP/s, and MFU/HFU against the peak of `devices` devices for the compute dtype
+    (`tokens_per_s` is global: all ranks)."""
     model_flops = model_flops_per_token(config, seq_len)
     blocks = recomputed_blocks(techniques["checkpointing"], config.n_layer)
     hardware_flops = model_flops + recompute_flops_per_token(config, seq_len, blocks)
@@ -37,17 +39,16 @@ def account_flops(out: LoopOutcome, config: GPTConfig, seq_len: int, techniques:
         why = f"no {dtype} peak FLOP/s known for {facts.name}"
         out.unmeasured.update({"mfu": why, "hfu": why})
         return
-    out.metrics["mfu"] = peaks.utilization(model_flops, tokens_per_s, peak)
-    out.metrics["hfu"] = peaks.utilization(hardware_flops, tokens_per_s, peak)
+    out.metrics["mfu"] = peaks.utilization(model_flops, tokens_per_s, peak, devices)
+    out.metrics["hfu"] = peaks.utilization(hardware_flops, tokens_per_s, peak, devices)
     out.notes.update({"peak_tflops": peak.tflops, "peak_dtype": peak.dtype,
                       "peak_source": peak.source, "peak_measured": peak.measured})
 
 
 def account_memory(out: LoopOutcome, bare_model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Parameter and optimizer-state bytes as held after training (gradient and activation
-    bytes come from the loop's probe step)."""
-    out.metrics["parameter_bytes"] = float(sum(p.numel() * p.element_size()
-                                               for p in bare_model.parameters()))
+    """Parameter and optimizer-state bytes this rank holds after training (gradient and
+    activation bytes come from the loop's probe step)."""
+    out.metrics["parameter_bytes"] = float(sum(local_nbytes(p) for p in bare_model.parameters()))
     out.metrics["optimizer_state_bytes"] = float(optimizer_state_bytes(optimizer))
 
 

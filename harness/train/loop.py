@@ -18,6 +18,7 @@ from torch import nn
 
 from harness.data import TokenSplits
 from harness.metrics import MemoryMeter, SavedTensorMeter, StepTimer
+from harness.metrics.memory import local_nbytes
 from harness.techniques import Precision
 from harness.train.step import TrainStep, next_token_loss
 
@@ -41,6 +42,8 @@ class LoopSettings:
     eval_batches: int
     grad_accum: int = 1  # micro-batches per optimizer step
     progress_every: int = 1
+    rank: int = 0  # each rank of a data-parallel trial reads its own micro-batches
+    world_size: int = 1
 
 
 @dataclass
@@ -60,7 +63,7 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
 
     def batches(index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The micro-batches of optimizer step `index`, on the device."""
-        first = index * settings.grad_accum
+        first = (index * settings.world_size + settings.rank) * settings.grad_accum
         pairs = (splits.train_batch(first + i, batch_size) for i in range(settings.grad_accum))
         return [(x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in pairs]
 
@@ -91,14 +94,13 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
     history = torch.stack(losses).tolist()
     measured = total - settings.warmup_steps
     tokens_per_step = batch_size * splits.seq_len * settings.grad_accum
-    tail = history[-max(1, measured // 10):]
     out.metrics.update({
         "tokens_per_s": tokens_per_step * measured / times.window_s,
         "step_time_s": times.median_s,
         "step_time_p10_s": times.percentile_s(10),
         "step_time_p90_s": times.percentile_s(90),
         "step_time_cv": times.cv,
-        "final_loss": sum(tail) / len(tail),
+        "final_loss": final_loss(history, measured),
     })
     out.metrics.update(memory.peaks.metrics)
     out.unmeasured.update(memory.peaks.unmeasured)
@@ -120,6 +122,12 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
     return out
 
 
+def final_loss(history: list[float], measured_steps: int) -> float:
+    """Mean training loss over the last tenth of the measured steps (at least one)."""
+    tail = history[-max(1, measured_steps // 10):]
+    return sum(tail) / len(tail)
+
+
 def probe_backward(model: nn.Module, bare_model: nn.Module, precision: Precision,
                    x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
     """Bytes autograd saves for one micro-batch's backward, and bytes of the gradients that
@@ -129,8 +137,7 @@ def probe_backward(model: nn.Module, bare_model: nn.Module, precision: Precision
             logits = model(x)
         loss = next_token_loss(logits, y)
     loss.backward()
-    gradients = [p.grad for p in bare_model.parameters() if p.grad is not None]
-    gradient_bytes = sum(g.numel() * g.element_size() for g in gradients)
+    gradient_bytes = sum(local_nbytes(p.grad) for p in bare_model.parameters() if p.grad is not None)
     bare_model.zero_grad(set_to_none=True)
     return meter.bytes, gradient_bytes
 

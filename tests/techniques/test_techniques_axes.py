@@ -41,8 +41,9 @@ def test_each_axis_value_trains_or_is_skipped_with_a_reason(write_scenario, axis
 
 
 def _techniques(**changes):
-    base = {"precision": "fp32", "checkpointing": "none", "compile": False, "grad_accum": 1,
-            "optimizer": "adamw", "attention": "sdpa", "fp16_init_scale": 65536.0}
+    from harness.scenario.schema import TechniquesSection
+
+    base = TechniquesSection().model_dump()
     return {**base, **changes}
 
 
@@ -63,6 +64,10 @@ def _techniques(**changes):
     (H100, {"precision": "bf16", "compile": True, "checkpointing": "full"}, None),
     (H100, {"precision": "fp32", "attention": "flash"}, "fp16"),
     (CPU, {"attention": "efficient"}, "CPU"),
+    (CPU, {"world_size": 2}, "need a data-parallel strategy"),
+    (CPU, {"world_size": 2, "parallel": "ddp"}, None),
+    (H100, {"world_size": 2, "parallel": "ddp"}, "need as many GPUs; this node has 1"),
+    (CPU, {"parallel": "zero2"}, "DeepSpeed"),
 ])
 def test_capability_table(facts, changes, expected):
     reason = unsupported_reason(_techniques(**changes), facts, {"n_head": 12, "d_model": 768})

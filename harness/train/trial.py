@@ -1,0 +1,115 @@
+"""One trial, in one rank: build the data and the model, apply the techniques and the
+data-parallel strategy, train under the meters, and (rank 0) merge every rank's figures.
+
+A trial of one process and no strategy never touches torch.distributed; otherwise torchrun
+started this process and the process group spans the trial's ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+
+from harness.data import load_splits
+from harness.hardware import RankEnvironment, device_facts, rank_device, rank_environment
+from harness.metrics.memory import global_numel
+from harness.models import GPTConfig, build_model
+from harness.parallel import ParallelContext, resolve_strategy
+from harness.spec import TrialResult, TrialSpec
+from harness.techniques import apply_techniques
+from harness.techniques.optimizers import make_optimizer
+from harness.train import ranks as rank_tools
+from harness.train.accounting import account_compile, account_flops, account_loss_scaling, account_memory
+from harness.train.loop import LoopOutcome, LoopSettings, final_loss, run_training
+from harness.train.step import make_train_step
+
+Progress = Callable[[int, int], None]
+
+
+def uses_process_group(techniques: dict) -> bool:
+    return techniques["parallel"] != "none" or techniques["world_size"] * techniques["nnodes"] > 1
+
+
+def run_trial(spec: TrialSpec, progress: Progress = lambda done, total: None) -> TrialResult:
+    env = rank_environment()
+    device = rank_device(spec.device, env.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if uses_process_group(spec.techniques):
+        rank_tools.init_process_group(device, spec.timeout_s)
+    result = _train(spec, env, device, progress if env.rank == 0 else lambda done, total: None)
+    # only after success: a failing rank keeps its connections until its process exits, so
+    # it records its own error before its peers see theirs (the first failure is the cause)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return result
+
+
+def _train(spec: TrialSpec, env: RankEnvironment, device: torch.device, progress: Progress) -> TrialResult:
+    train, data, techniques = spec.train, spec.data, spec.techniques
+    world = env.world_size
+    torch.manual_seed(train["seed"])  # the same initial weights on every rank
+    batch, accum = train["micro_batch_size"], techniques["grad_accum"]
+    splits = load_splits(
+        data["kind"], seq_len=data["seq_len"], seed=train["seed"],
+        train_sequences=train["steps"] * batch * accum * world,
+        eval_sequences=train["eval_batches"] * batch, path=data["path"],
+        vocab_size=data["vocab_size"], concentration=data["concentration"],
+        eval_fraction=data["eval_fraction"])
+    config = GPTConfig(**{k: v for k, v in spec.model.items() if k != "arch"})
+    if splits.vocab_size > config.vocab_size:
+        raise ValueError(f"the data has {splits.vocab_size} token ids but the model's "
+                         f"vocab_size is {config.vocab_size}")
+
+    bare_model = build_model(spec.model["arch"], config).to(device)
+    model, precision = apply_techniques(bare_model, techniques, device)
+    strategy = resolve_strategy(techniques["parallel"])
+    parallel = strategy.parallelize(
+        model, {**techniques, "grad_clip": train["grad_clip"], "micro_batch_size": batch}, precision,
+        lambda m: make_optimizer(m, techniques["optimizer"], train["lr"], train["weight_decay"]),
+        ParallelContext(env.rank, env.local_rank, world, device))
+    step = parallel.step or make_train_step(parallel.model, parallel.optimizer, precision,
+                                            train["grad_clip"])
+    settings = LoopSettings(steps=train["steps"], warmup_steps=train["warmup_steps"],
+                            micro_batch_size=batch, eval_batches=train["eval_batches"],
+                            grad_accum=accum, progress_every=max(1, train["steps"] // 50),
+                            rank=env.rank, world_size=world)
+    out = run_training(step, parallel.model, bare_model, precision, splits, device, settings, progress)
+
+    if parallel.no_sync is not None:
+        x, y = splits.train_batch(env.rank, batch)
+        out.metrics["comm_fraction"] = rank_tools.exposed_comm_fraction(
+            parallel.model, precision, parallel.no_sync, x.to(device), y.to(device),
+            out.metrics["step_time_s"])
+    elif world > 1:
+        out.unmeasured["comm_fraction"] = f"strategy '{techniques['parallel']}' has no no-sync mode to time against"
+    account_memory(out, bare_model, parallel.optimizer)
+    account_loss_scaling(out, precision, train["steps"])
+    account_compile(out, techniques["compile"])
+    _merge_ranks(out, device)
+    account_flops(out, config, splits.seq_len, techniques, device_facts(spec.device), world)
+    out.notes.update({
+        "loss_floor": splits.loss_floor, "entropy_rate": splits.entropy_rate,
+        "data": splits.description, "parameters": sum(global_numel(p) for p in bare_model.parameters()),
+        "ranks": world, "micro_batch_size": batch,
+        "global_batch_size": batch * accum * world,
+    })
+    return TrialResult(trial_id=spec.trial_id, status="ok", metrics=out.metrics,
+                       unmeasured=out.unmeasured, series=out.series, notes=out.notes)
+
+
+def _merge_ranks(out: LoopOutcome, device: torch.device) -> None:
+    """Global figures on rank 0; the loss history averaged over ranks on every rank."""
+    out.series["loss"] = rank_tools.average_over_ranks(out.series["loss"], device)
+    out.metrics["final_loss"] = final_loss(out.series["loss"], out.notes["measured_steps"])
+    payload = {**out.metrics, **{k: out.notes[k] for k in ("tokens_per_step", "measured_steps", "window_s")}}
+    gathered = rank_tools.gather_to_rank0(payload)
+    if gathered is None or len(gathered) == 1:
+        return
+    merged, per_rank = rank_tools.merge_rank_metrics(gathered)
+    out.metrics.update({k: v for k, v in merged.items() if k in out.metrics or k == "tokens_per_s"})
+    out.notes["tokens_per_step"] = sum(m["tokens_per_step"] for m in gathered)
+    out.notes["window_s"] = max(m["window_s"] for m in gathered)  # tokens_per_s's denominator
+    out.notes["per_rank"] = per_rank
