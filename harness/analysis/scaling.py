@@ -18,20 +18,17 @@ from harness.analysis.trials import PARAM_PREFIX, axis_columns
 RANK_AXES = (PARAM_PREFIX + "world_size", PARAM_PREFIX + "nnodes")
 
 
-def scaling_frame(frame: pd.DataFrame, trials: list[dict[str, Any]]) -> pd.DataFrame | None:
+def scaling_frame(frame: pd.DataFrame) -> pd.DataFrame | None:
     """One row per ok trial of a scenario that sweeps world_size or nnodes, with `ranks`,
     `global_batch`, `micro_batch`, `tokens_per_s_per_device`, `kind` (strong|weak) and
     `efficiency` against the group's smallest rank count; None when nothing is swept."""
     axes = axis_columns(frame)
     if not any(axis in axes for axis in RANK_AXES):
         return None
-    notes = {t["trial_id"]: t.get("notes") or {} for t in trials}
     ok = frame[frame["status"] == "ok"].copy()
     if ok.empty:
         return None
-    ok["ranks"] = [notes[t].get("ranks", 1) for t in ok["trial_id"]]
-    ok["global_batch"] = [notes[t].get("global_batch_size") for t in ok["trial_id"]]
-    ok["micro_batch"] = [notes[t].get("micro_batch_size") for t in ok["trial_id"]]
+    ok["global_batch"] = ok["micro_batch"] * ok["grad_accum"] * ok["ranks"]
     ok["tokens_per_s_per_device"] = ok["tokens_per_s"] / ok["ranks"]
     group_by = [a for a in axes if a not in RANK_AXES]
     groups = ok.groupby(group_by, sort=False, dropna=False) if group_by else [((), ok)]

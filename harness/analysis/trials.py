@@ -26,6 +26,7 @@ METRICS = (
 # so one spelling serves both; `repeat` is not an axis and gets a column of its own.
 PARAM_PREFIX = "params."
 IDENTITY = ("trial_id", "name", "status", "reason", "repeat")
+BATCH_SHAPE = ("micro_batch", "grad_accum", "ranks")
 
 _REPEAT_SUFFIX = re.compile(r" #\d+$")
 
@@ -48,14 +49,23 @@ def trial_frame(trials: list[dict[str, Any]]) -> pd.DataFrame:
             "reason": trial.get("reason"), "repeat": int(params.get("repeat", 0)),
         }
         row.update({PARAM_PREFIX + axis: params.get(axis) for axis in axes})
+        row.update(_batch_shape(trial.get("spec") or {}))
         metrics = trial.get("metrics") or {}
         row.update({name: _number(metrics.get(name)) for name in (*METRICS, *extra_metrics)})
         rows.append(row)
-    columns = [*IDENTITY, *(PARAM_PREFIX + a for a in axes), *METRICS, *extra_metrics]
+    columns = [*IDENTITY, *(PARAM_PREFIX + a for a in axes), *BATCH_SHAPE, *METRICS, *extra_metrics]
     frame = pd.DataFrame(rows, columns=columns)
     metric_columns = [*METRICS, *extra_metrics]
     frame[metric_columns] = frame[metric_columns].astype(float)
     return frame
+
+
+def _batch_shape(spec: dict[str, Any]) -> dict[str, Any]:
+    """How a trial's optimizer step is made: micro-batch per rank, accumulation, ranks."""
+    train, techniques = spec.get("train") or {}, spec.get("techniques") or {}
+    return {"micro_batch": train.get("micro_batch_size"),
+            "grad_accum": techniques.get("grad_accum", 1),
+            "ranks": techniques.get("world_size", 1) * techniques.get("nnodes", 1)}
 
 
 def axis_columns(frame: pd.DataFrame) -> list[str]:

@@ -149,14 +149,14 @@ def _accounting(frame: pd.DataFrame, trials: list[dict[str, Any]],
     sections = [("Compute", HOW_MEASURED["compute"], compute_table(frame)),
                 ("Where the memory went", HOW_MEASURED["memory breakdown"],
                  memory_breakdown_table(frame, memory))]
-    scaling = scaling_frame(frame, trials)
+    scaling = scaling_frame(frame)
     if scaling is not None:
         sections.append(("Scaling", HOW_MEASURED["scaling"], scaling_table(scaling, memory)))
     return sections
 
 
 def _scaling_figures(frame: pd.DataFrame, trials: list[dict[str, Any]]) -> list[FigureBlock]:
-    scaling = scaling_frame(frame, trials)
+    scaling = scaling_frame(frame)
     if scaling is None:
         return []
     return [FigureBlock("scaling", "Scaling", HOW_MEASURED["scaling"], figures.scaling_png(scaling))]

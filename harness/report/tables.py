@@ -74,7 +74,8 @@ def combination_table(combos: pd.DataFrame, memory_metric: str, with_ratios: boo
 def compute_table(trials: pd.DataFrame) -> Table:
     """Where the FLOPs went: model and hardware FLOPs per token, achieved rate, MFU and HFU,
     plus what the compiler and the fp16 loss scaler did where they were used."""
-    headers = ["trial", "model GFLOP/token", "hardware GFLOP/token", "achieved TFLOP/s", "MFU", "HFU"]
+    headers = ["trial", "global batch (micro x accum x ranks)", "model GFLOP/token",
+               "hardware GFLOP/token", "achieved TFLOP/s", "MFU", "HFU"]
     extras = [(column, label, fmt) for column, label, fmt in (
         ("compile_time_s", "compile time", units.seconds),
         ("graph_breaks", "graph breaks", units.count),
@@ -84,7 +85,7 @@ def compute_table(trials: pd.DataFrame) -> Table:
     headers += [label for _, label, _ in extras]
     rows, classes = [], []
     for values in trials.to_dict("records"):
-        cells = [values["name"], units.gflop(values.get("flops_per_token")),
+        cells = [values["name"], _batch(values), units.gflop(values.get("flops_per_token")),
                  units.gflop(values.get("hardware_flops_per_token")),
                  units.number(values.get("achieved_tflops")), units.percent(values.get("mfu")),
                  units.percent(values.get("hfu"))]
@@ -92,6 +93,15 @@ def compute_table(trials: pd.DataFrame) -> Table:
         rows.append(cells)
         classes.append(_row_class(values["status"], bool(values.get("is_baseline"))))
     return Table(headers, rows, classes, [False] + [True] * (len(headers) - 1))
+
+
+def _batch(values: dict[str, Any]) -> str:
+    """"32 (8 x 2 x 2)": sequences per optimizer step, and how the trial made them."""
+    micro, accum, ranks = (values.get(k) for k in ("micro_batch", "grad_accum", "ranks"))
+    if any(v is None or v != v for v in (micro, accum, ranks)):
+        return units.DASH
+    micro, accum, ranks = int(micro), int(accum), int(ranks)
+    return f"{micro * accum * ranks} ({micro} x {accum} x {ranks})"
 
 
 def memory_breakdown_table(trials: pd.DataFrame, memory_metric: str) -> Table:

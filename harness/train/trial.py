@@ -89,7 +89,8 @@ def _train(spec: TrialSpec, env: RankEnvironment, device: torch.device, progress
     account_loss_scaling(out, precision, train["steps"])
     account_compile(out, techniques["compile"])
     _merge_ranks(out, device)
-    account_flops(out, config, splits.seq_len, techniques, device_facts(spec.device), world)
+    if env.rank == 0:  # the global figures live there; one rank measures a CPU's peak at a time
+        account_flops(out, config, splits.seq_len, techniques, device_facts(spec.device), world)
     out.notes.update({
         "loss_floor": splits.loss_floor, "entropy_rate": splits.entropy_rate,
         "data": splits.description, "parameters": sum(global_numel(p) for p in bare_model.parameters()),

@@ -12,11 +12,13 @@ from harness.report.tables import compute_table, memory_breakdown_table
 
 def _frame():
     return pd.DataFrame([
-        {"name": "a", "status": "ok", "is_baseline": True, "flops_per_token": 8.5e8,
+        {"name": "a", "status": "ok", "is_baseline": True, "micro_batch": 8, "grad_accum": 2,
+         "ranks": 2, "flops_per_token": 8.5e8,
          "hardware_flops_per_token": 1.1e9, "achieved_tflops": 412.7, "mfu": 0.4171, "hfu": 0.55,
          "parameter_bytes": 2**20, "gradient_bytes": 2**20, "optimizer_state_bytes": 2**21,
          "activation_bytes": 4 * 2**20, "peak_memory_bytes": 10 * 2**20},
-        {"name": "b", "status": "skipped", "is_baseline": False, "flops_per_token": math.nan,
+        {"name": "b", "status": "skipped", "is_baseline": False, "micro_batch": math.nan,
+         "grad_accum": 1, "ranks": 1, "flops_per_token": math.nan,
          "hardware_flops_per_token": math.nan, "achieved_tflops": math.nan, "mfu": math.nan,
          "hfu": math.nan, "parameter_bytes": math.nan, "gradient_bytes": math.nan,
          "optimizer_state_bytes": math.nan, "activation_bytes": math.nan,
@@ -26,10 +28,10 @@ def _frame():
 
 def test_compute_table_in_gflop_and_percent():
     table = compute_table(_frame())
-    assert table.headers[:6] == ["trial", "model GFLOP/token", "hardware GFLOP/token",
-                                 "achieved TFLOP/s", "MFU", "HFU"]
-    assert table.rows[0] == ["a", "0.85", "1.1", "413", "41.7%", "55.0%"]
-    assert table.rows[1][1:] == ["—"] * 5
+    assert table.headers[:7] == ["trial", "global batch (micro x accum x ranks)", "model GFLOP/token",
+                                 "hardware GFLOP/token", "achieved TFLOP/s", "MFU", "HFU"]
+    assert table.rows[0] == ["a", "32 (8 x 2 x 2)", "0.85", "1.1", "413", "41.7%", "55.0%"]
+    assert table.rows[1][1:] == ["—"] * 6
     assert "fp16 skipped steps" not in table.headers  # no trial used the loss scaler
 
 
@@ -46,3 +48,20 @@ def test_memory_breakdown_sums_the_parts_beside_the_peak():
                              "sum", "peak device memory"]
     assert table.rows[0] == ["a", "1.0 MiB", "1.0 MiB", "2.0 MiB", "4.0 MiB", "8.0 MiB", "10.0 MiB"]
     assert table.rows[1][1:] == ["—"] * 6
+
+
+def test_scaling_frame_gives_strong_scaling_efficiency_per_strategy():
+    from harness.analysis import scaling_frame
+
+    frame = pd.DataFrame([
+        {"trial_id": f"t{i}", "name": n, "status": "ok", "params.parallel": p,
+         "params.world_size": w, "micro_batch": 32 // w, "grad_accum": 1, "ranks": w,
+         "tokens_per_s": tps}
+        for i, (n, p, w, tps) in enumerate([("a", "ddp", 1, 100.0), ("b", "ddp", 2, 150.0),
+                                            ("c", "fsdp", 1, 90.0), ("d", "fsdp", 2, 180.0)])])
+    scaling = scaling_frame(frame)
+    by = {(r["params.parallel"], r["ranks"]): r for r in scaling.to_dict("records")}
+    assert by[("ddp", 2)]["tokens_per_s_per_device"] == 75.0
+    assert by[("ddp", 2)]["efficiency"] == 0.75 and by[("fsdp", 2)]["efficiency"] == 1.0
+    assert set(scaling["kind"]) == {"strong"}  # the global batch (32) is held
+    assert scaling_frame(frame.drop(columns=["params.world_size"])) is None  # nothing swept
