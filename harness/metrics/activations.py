@@ -37,7 +37,7 @@ class SavedTensorMeter:
     then `meter.bytes`."""
 
     def __init__(self, parameters: Iterable[torch.Tensor]):
-        self._exclude = {_storage_key(p) for p in parameters}
+        self._exclude = {_storage_key(_local(p)) for p in parameters}
         self._storages: dict[tuple[str, int], int] = {}
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
 
@@ -55,14 +55,24 @@ class SavedTensorMeter:
         self._hooks.__exit__(*exc)
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        key = _storage_key(tensor)
+        # a Parameter saved for backward is a weight, not an activation: the model's own, or
+        # one FSDP gathered for this forward (freed after it, gathered again in backward)
+        if isinstance(tensor, torch.nn.Parameter):
+            return tensor
+        local = _local(tensor)
+        key = _storage_key(local)
         if key not in self._exclude and key[1] != 0:
-            self._storages[key] = tensor.untyped_storage().nbytes()
+            self._storages[key] = local.untyped_storage().nbytes()
         return tensor
 
 
 def _unpack(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a DTensor (FSDP2's parameters); any other tensor itself."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
 def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
