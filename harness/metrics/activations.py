@@ -55,9 +55,9 @@ class SavedTensorMeter:
         self._hooks.__exit__(*exc)
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        # a Parameter saved for backward is a weight, not an activation: the model's own, or
+        # a Parameter (or a view of one) saved for backward is a weight, not an activation: the model's own, or
         # one FSDP gathered for this forward (freed after it, gathered again in backward)
-        if isinstance(tensor, torch.nn.Parameter):
+        if isinstance(tensor, torch.nn.Parameter) or isinstance(tensor._base, torch.nn.Parameter):
             return tensor
         local = _local(tensor)
         key = _storage_key(local)

@@ -142,6 +142,7 @@ class EnergyMeter:
         self.sample_hz, self.clock = sample_hz, clock
         self.host = host or HostEnergyMeter()
         self.reading: EnergyReading | None = None
+        self.sampler: PowerSampler | None = None  # the current window's
         self._nvml, self._visible, self._bus_id_of = nvml, visible, bus_id_of
         self._probes: list[GpuProbe] | None = None
         self._unavailable: str | None = None
@@ -210,7 +211,9 @@ class EnergyMeter:
     def _gpu_energy(self, i: int, probe: GpuProbe, end: int | Exception, t1: float) -> GpuEnergy:
         times, states = self.sampler.times, [tick[i] for tick in self.sampler.states]
         powered = [(t, s.power_w) for t, s in zip(times, states) if s.power_w is not None]
-        sampled_j = integrate([t for t, _ in powered], [p for _, p in powered], self._t0, t1) if powered else None
+        sampled_j = None
+        if powered:
+            sampled_j = integrate([t for t, _ in powered], [p for _, p in powered], self._t0, t1)
         energy, method, fallback = choose_energy(self._start[i], end, t1 - self._t0, sampled_j,
                                                  self._nvml.NVMLError_NotSupported)
         own, pids = os.getpid(), [self._pids[i], probe.compute_pids()]
@@ -224,7 +227,8 @@ class EnergyMeter:
 
 
 def choose_energy(start: int | Exception, end: int | Exception, window_s: float,
-                  sampled_j: float | None, not_supported: type) -> tuple[float | None, str | None, str | None]:
+                  sampled_j: float | None, not_supported: type,
+                  ) -> tuple[float | None, str | None, str | None]:
     """(joules, method, why not the counter) from the counter's two readings (mJ, or NVML's
     error) and the integral of the sampled power (None: no power readings)."""
     failed = next((x for x in (start, end) if isinstance(x, Exception)), None)
@@ -327,7 +331,8 @@ class PowerSampler:
         return out
 
 
-def metrics_from(reading: EnergyReading, tokens: float) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
+def metrics_from(reading: EnergyReading, tokens: float,
+                 ) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
     """(metrics, unmeasured, notes) of a window in which `tokens` tokens were trained: energy_j,
     energy_per_token_j, tokens_per_kwh, avg_power_w, max_power_w summed over the trial's GPUs;
     cpu_energy_j and host_cpu_percent from the host. A figure that could not be measured is in
@@ -349,7 +354,8 @@ def metrics_from(reading: EnergyReading, tokens: float) -> tuple[dict[str, float
             else:
                 unmeasured["tokens_per_kwh"] = "no energy measured over the window"
         _put(metrics, unmeasured, "avg_power_w", reading.avg_power_w, "the window had no length")
-        _put(metrics, unmeasured, "max_power_w", reading.max_power_w, "no power readings (nvmlDeviceGetPowerUsage)")
+        _put(metrics, unmeasured, "max_power_w", reading.max_power_w,
+             "no power readings (nvmlDeviceGetPowerUsage)")
         notes["energy_method"] = reading.method
         notes["energy_known_error"] = reading.known_error
     if reading.gpus:

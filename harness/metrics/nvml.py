@@ -98,7 +98,8 @@ def find_gpu(nvml: Any, index: int, bus_id: str | None, visible: list[str] | Non
     if bus_id is None:
         entry = str(index) if visible is None else (visible[index] if index < len(visible) else None)
         if entry is None:
-            raise NvmlUnavailable(f"cuda:{index} is not among CUDA_VISIBLE_DEVICES={','.join(visible or [])}")
+            listed = ",".join(visible or [])
+            raise NvmlUnavailable(f"cuda:{index} is not among CUDA_VISIBLE_DEVICES={listed}")
         if entry.startswith("MIG-"):
             raise NvmlUnavailable("a MIG instance: NVML's energy and power are the whole GPU's, "
                                   "shared with the other instances")
@@ -165,7 +166,8 @@ class GpuProbe:
             power_w=read("power", lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1e3),  # mW
             util_percent=read("util", lambda: float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)),
             sm_clock_mhz=read("sm", lambda: float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))),
-            mem_clock_mhz=read("mem", lambda: float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM))),
+            mem_clock_mhz=read("mem", lambda: float(
+                nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM))),
             temperature_c=read("temp", lambda: float(
                 nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))),
             memory_used_bytes=read("memory", lambda: float(nvml.nvmlDeviceGetMemoryInfo(handle).used)),

@@ -162,8 +162,9 @@ class HostEnergyMeter:
             self._error = self._rapl.broken
         if self._error is None:
             out.metrics["cpu_energy_j"] = self._rapl.joules
-            out.notes["cpu_energy_scope"] = ("RAPL, CPU packages " + ", ".join(z.name for z in self._rapl.zones)
-                                             + ": the whole node, every process and rank on it")
+            packages = ", ".join(zone.name for zone in self._rapl.zones)
+            out.notes["cpu_energy_scope"] = (f"RAPL, CPU packages {packages}: the whole node, "
+                                             "every process and rank on it")
         else:
             out.unmeasured["cpu_energy_j"] = self._error
         busy = busy_percent(self._cpu, cpu)
