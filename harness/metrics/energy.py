@@ -137,6 +137,8 @@ class EnergyMeter:
                  visible: list[str] | None = None,
                  bus_id_of: Callable[[int], str | None] = torch_pci_bus_id,
                  host: HostEnergyMeter | None = None):
+        if not sample_hz > 0:
+            raise ValueError(f"sample_hz must be positive, not {sample_hz}")
         devices = [device] if isinstance(device, (torch.device, str)) else list(device)
         self.devices = [torch.device(d) for d in devices]
         self.sample_hz, self.clock = sample_hz, clock

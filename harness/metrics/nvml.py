@@ -105,6 +105,9 @@ def find_gpu(nvml: Any, index: int, bus_id: str | None, visible: list[str] | Non
                                   "shared with the other instances")
         if entry.startswith("GPU-"):
             bus_id = nvml_bus_id(nvml, nvml.nvmlDeviceGetHandleByUUID(entry.encode()))
+        elif not entry.isdigit():
+            raise NvmlUnavailable(f"CUDA_VISIBLE_DEVICES entry '{entry}' is neither an ordinal "
+                                  "nor a GPU UUID")
         else:
             buses = sorted(nvml_bus_id(nvml, nvml.nvmlDeviceGetHandleByIndex(i))
                            for i in range(nvml.nvmlDeviceGetCount()))

@@ -38,9 +38,13 @@ def test_saved_tensor_meter_counts_distinct_storages_and_leaves_parameters_out()
         y = x @ weight  # saves x and weight; weight is a parameter
         z = (x * x).sum()  # saves x twice more: the same storage
     assert meter.bytes == 10 * 100 * 4
+    plain = torch.randn(100, 100, requires_grad=True)  # a weight that is no Parameter
     with SavedTensorMeter([]) as meter:
-        y = torch.sin(x @ weight)  # saves x, weight, and the product (10x100 floats)
+        y = torch.sin(x @ plain)  # saves x, plain, and the product (10x100 floats)
     assert meter.bytes == 4000 + 40000 + 4000
+    with SavedTensorMeter([]) as meter:  # a Parameter, or a view of one, is never counted
+        y = torch.sin(x @ weight.t())
+    assert meter.bytes == 4000 + 4000
     del y, z
 
 
