@@ -18,7 +18,6 @@ NVML handles and RAPL zones are found once; each window replaces `reading`.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.metrics.nvml import (THROTTLE_REASONS, GpuProbe, GpuState, NvmlUnavailable, find_gpu,
-                                  load_nvml, torch_pci_bus_id, visible_devices)
+from harness.metrics.nvml import (GpuProbe, NvmlUnavailable, PowerSampler, find_gpu, load_nvml,
+                                  throttle_shares, torch_pci_bus_id, visible_devices)
 from harness.metrics.rapl import HostEnergy, HostEnergyMeter
 
 COUNTER = "nvml-energy-counter"
@@ -75,6 +74,7 @@ class EnergyReading:
     sample_hz: float = 0.0  # the rate asked for
     unavailable: str | None = None  # why no GPU was measured
     host: HostEnergy = field(default_factory=HostEnergy)
+    sampler_error: str | None = None  # what stopped the sampler thread early, if anything
 
     @property
     def energy_j(self) -> float | None:
@@ -175,7 +175,8 @@ class EnergyMeter:
         self.host.__exit__(*exc)
         gpus = tuple(self._gpu_energy(i, probe, end[i], t1) for i, probe in enumerate(probes))
         self.reading = EnergyReading(t1 - self._t0, gpus, self.sampler.series(self._t0),
-                                     self.sample_hz, self._unavailable, self.host.reading)
+                                     self.sample_hz, self._unavailable, self.host.reading,
+                                     self.sampler.error)
 
     def _setup(self) -> list[GpuProbe]:
         if self._probes is None:
@@ -266,73 +267,6 @@ def integrate(times: Sequence[float], watts: Sequence[float], t0: float, t1: flo
     return float(np.sum((values[1:] + values[:-1]) * np.diff(grid)) / 2)
 
 
-def throttle_shares(masks) -> dict[str, float]:
-    """Each throttle reason set in any sample -> the share of the readable samples it was set in."""
-    readable = [m for m in masks if m is not None]
-    shares = {}
-    for bit, name in THROTTLE_REASONS.items():
-        hits = sum(1 for m in readable if m & bit)
-        if hits:
-            shares[name] = hits / len(readable)
-    return shares
-
-
-class PowerSampler:
-    """A background thread that looks at every GPU each period (from a start on the time grid,
-    so a slow look does not drift the rate); `take()` adds a look from the caller's thread."""
-
-    def __init__(self, probes: list[GpuProbe], clock: Callable[[], float], period_s: float):
-        self.probes, self.clock, self.period_s = probes, clock, period_s
-        self.times: list[float] = []
-        self.states: list[list[GpuState]] = []  # per look, per probe
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def take(self) -> None:
-        t = self.clock()
-        states = [probe.state() for probe in self.probes]
-        self.times.append(t)
-        self.states.append(states)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="harness-power-sampler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        due = time.perf_counter()
-        try:
-            while True:
-                due = max(due + self.period_s, time.perf_counter())
-                if self._stop.wait(due - time.perf_counter()):
-                    return
-                self.take()
-        except Exception as err:  # a sampler must never take the trial down
-            self.error = f"{type(err).__name__}: {err}"
-
-    def series(self, t0: float) -> dict[str, list[float | None]]:
-        if not self.times:
-            return {}
-        out: dict[str, list[float | None]] = {"t_s": [t - t0 for t in self.times]}
-        powers = [[s.power_w for s in tick] for tick in self.states]
-        out["power_w"] = [None if None in tick else sum(tick) for tick in powers]
-        for g, probe in enumerate(self.probes):
-            for name in GpuState.FIELDS:
-                values = [getattr(tick[g], name) for tick in self.states]
-                if any(v is not None for v in values):
-                    out[f"{name}.gpu{probe.index}"] = values
-        return out
-
-
 def metrics_from(reading: EnergyReading, tokens: float,
                  ) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
     """(metrics, unmeasured, notes) of a window in which `tokens` tokens were trained: energy_j,
@@ -368,11 +302,13 @@ def metrics_from(reading: EnergyReading, tokens: float,
         if reading.throttled:
             notes["gpu_throttle_reasons"] = reading.throttle_reasons  # reason -> share of samples
         notes["gpu_power_limit_w"] = [g.power_limit_w for g in reading.gpus]
+        if reading.sampler_error:
+            notes["gpu_sampler_error"] = reading.sampler_error
         notes["gpu_foreign_processes"] = list(reading.foreign_processes)
         if reading.foreign_processes:
             notes["gpu_foreign_processes_note"] = ("other processes on the trial's GPU: NVML's energy and "
                                                    "power are the board's and include them")
-        if not all(g.own_pid_seen for g in reading.gpus if g.foreign_pids is not None):
+        if any(g.foreign_pids and not g.own_pid_seen for g in reading.gpus):
             notes["gpu_processes_namespace"] = ("this process's pid is not among NVML's (a container's PID "
                                                 "namespace?): the foreign processes may include this one")
     metrics.update(reading.host.metrics)

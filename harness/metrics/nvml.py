@@ -1,5 +1,5 @@
 """NVML, the NVIDIA driver's management library, as the energy meter uses it: which NVML device a
-torch device index is, and what one look at that GPU reads.
+torch device index is, what one look at that GPU reads, and a thread that looks periodically.
 
 pynvml (package `nvidia-ml-py`, the `gpu` extra) is imported only when a meter first needs it, so
 the harness installs and runs without it. Everything here takes the NVML module as an argument:
@@ -13,6 +13,8 @@ the wrong GPU (optimum-benchmark issues #47/#136), so a GPU is found by its PCI 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -187,3 +189,73 @@ class GpuProbe:
         except self.nvml.NVMLError:  # transient (e.g. GPU busy resetting a reading): this look only
             pass
         return None
+
+
+def throttle_shares(masks) -> dict[str, float]:
+    """Each throttle reason set in any sample -> the share of the readable samples it was set in."""
+    readable = [m for m in masks if m is not None]
+    shares = {}
+    for bit, name in THROTTLE_REASONS.items():
+        hits = sum(1 for m in readable if m & bit)
+        if hits:
+            shares[name] = hits / len(readable)
+    return shares
+
+
+class PowerSampler:
+    """A background thread that looks at every GPU each period (from a start on the time grid,
+    so a slow look does not drift the rate); `take()` adds a look from the caller's thread."""
+
+    def __init__(self, probes: list[GpuProbe], clock: Callable[[], float], period_s: float):
+        self.probes, self.clock, self.period_s = probes, clock, period_s
+        self.times: list[float] = []
+        self.states: list[list[GpuState]] = []  # per look, per probe
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def take(self) -> None:
+        """One look at every GPU; a failure other than NVML's is kept in `error`, never raised:
+        a sampler must not take the trial down."""
+        try:
+            t = self.clock()
+            states = [probe.state() for probe in self.probes]
+        except Exception as err:
+            self.error = self.error or f"{type(err).__name__}: {err}"
+            return
+        self.times.append(t)
+        self.states.append(states)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="harness-power-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        due = time.perf_counter()
+        while self.error is None:
+            due = max(due + self.period_s, time.perf_counter())
+            if self._stop.wait(due - time.perf_counter()):
+                return
+            self.take()
+
+    def series(self, t0: float) -> dict[str, list[float | None]]:
+        if not self.times:
+            return {}
+        out: dict[str, list[float | None]] = {"t_s": [t - t0 for t in self.times]}
+        powers = [[s.power_w for s in tick] for tick in self.states]
+        out["power_w"] = [None if None in tick else sum(tick) for tick in powers]
+        for g, probe in enumerate(self.probes):
+            for name in GpuState.FIELDS:
+                values = [getattr(tick[g], name) for tick in self.states]
+                if any(v is not None for v in values):
+                    out[f"{name}.gpu{probe.index}"] = values
+        return out
