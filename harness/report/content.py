@@ -28,6 +28,8 @@ from harness.report.tables import (
     Table,
     combination_table,
     compute_table,
+    energy_table,
+    energy_warnings,
     environment_table,
     memory_breakdown_table,
     scaling_table,
@@ -66,6 +68,11 @@ HOW_MEASURED = {
                "batch is held, weak when the micro-batch per device is. Exposed comm: the share "
                "of a step's time that gradient synchronisation adds, timed with and without it. "
                "Memory is the largest rank's.",
+    "energy": "GPU energy is the delta of NVML's cumulative energy counter over the measured "
+              "window (synchronised), summed over the trial's GPUs; where the counter is missing or "
+              "the window too short, sampled power integrated over it. Board-level: it includes "
+              "anything else on the GPU. The method of each trial is named.",
+    "power": "board power of the trial's GPUs (summed), sampled by NVML during the measured window.",
     "loss curves": "the training loss of every step, warm-up steps included (shaded); the "
                    "dashed line is the synthetic source's entropy rate, the lowest loss any "
                    "model can reach in expectation.",
@@ -116,7 +123,8 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
     memory = memory_metric(frame)
     with_ratios = run.baseline is not None
     baseline_name = _baseline_name(combos, run.baseline)
-    curves = loss_curves(store.series(run.run_id), trials)
+    series_rows = store.series(run.run_id)
+    curves = loss_curves(series_rows, trials)
 
     measurements = [(label, HOW_MEASURED[key]) for label, key in (
         ("tokens/s", "tokens/s"), ("step time", "step time"),
@@ -137,7 +145,7 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
         unmeasured=_unmeasured(trials),
         unfinished=[Unfinished(t["name"], t["status"], t["reason"] or "(no reason stored)",
                                t.get("traceback")) for t in trials if t["status"] != "ok"],
-        figures=_figures(frame, curves, trials, memory) + _scaling_figures(frame, trials),
+        figures=_figures(frame, curves, trials, memory) + _extra_figures(frame, trials, series_rows),
         accounting=_accounting(frame, trials, memory),
         measurements=measurements,
         environment=environment_table(run.env),
@@ -149,17 +157,33 @@ def _accounting(frame: pd.DataFrame, trials: list[dict[str, Any]],
     sections = [("Compute", HOW_MEASURED["compute"], compute_table(frame)),
                 ("Where the memory went", HOW_MEASURED["memory breakdown"],
                  memory_breakdown_table(frame, memory))]
+    energy = energy_table(trials)
+    if energy is not None:
+        warnings = " ".join(f"WARNING: {line}." for line in energy_warnings(trials))
+        sections.append(("Energy", (warnings + " " if warnings else "") + HOW_MEASURED["energy"], energy))
     scaling = scaling_frame(frame)
     if scaling is not None:
         sections.append(("Scaling", HOW_MEASURED["scaling"], scaling_table(scaling, memory)))
     return sections
 
 
-def _scaling_figures(frame: pd.DataFrame, trials: list[dict[str, Any]]) -> list[FigureBlock]:
+def _extra_figures(frame: pd.DataFrame, trials: list[dict[str, Any]],
+                   series_rows: list[tuple[str, str, int, float | None]]) -> list[FigureBlock]:
+    blocks = []
     scaling = scaling_frame(frame)
-    if scaling is None:
-        return []
-    return [FigureBlock("scaling", "Scaling", HOW_MEASURED["scaling"], figures.scaling_png(scaling))]
+    if scaling is not None:
+        blocks.append(FigureBlock("scaling", "Scaling", HOW_MEASURED["scaling"],
+                                  figures.scaling_png(scaling)))
+    points: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for trial_id, name, _, value in series_rows:  # ordered by trial, series, step
+        if name in ("power_t_s", "power_w"):
+            points[trial_id][name].append(value)
+    names = {t["trial_id"]: t["name"] for t in trials}
+    traces = {names[trial_id]: (p["power_t_s"], p["power_w"]) for trial_id, p in points.items()
+              if p["power_w"] and trial_id in names}
+    if traces:
+        blocks.append(FigureBlock("power", "Power", HOW_MEASURED["power"], figures.power_png(traces)))
+    return blocks
 
 
 def _figures(frame: pd.DataFrame, curves: pd.DataFrame, trials: list[dict[str, Any]],

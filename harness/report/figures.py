@@ -187,3 +187,20 @@ def scaling_png(scaling: pd.DataFrame) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def power_png(traces: dict[str, tuple[list[float], list[float]]]) -> bytes:
+    """Board power against time in the measured window, one line per trial."""
+    fig = Figure(figsize=(8, 4), dpi=DPI)
+    ax = fig.add_subplot()
+    for index, (name, (times, watts)) in enumerate(traces.items()):
+        points = [(t, w) for t, w in zip(times, watts) if t is not None and w is not None]
+        ax.plot([t for t, _ in points], [w for _, w in points], color=f"C{index % 10}",
+                linewidth=1, label=name)
+    ax.set_xlabel("seconds into the measured window")
+    ax.set_ylabel("power (W, summed over GPUs)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("GPU power during the measured window")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -137,6 +137,47 @@ def scaling_table(scaling: pd.DataFrame, memory_metric: str) -> Table:
     return Table(headers, rows, [""] * len(rows), [False] + [True] * (len(headers) - 1))
 
 
+def energy_table(trials: list[dict[str, Any]]) -> Table | None:
+    """Energy of each trial's measured window with its method; None when no trial measured
+    any (a CPU run: the reasons are listed with the other unmeasured figures)."""
+    if not any("energy_j" in (t.get("metrics") or {}) for t in trials):
+        return None
+    headers = ["trial", "energy", "J/token", "tokens/kWh", "avg power", "max power", "method", "flags"]
+    rows, classes = [], []
+    for trial in trials:
+        m, notes = trial.get("metrics") or {}, trial.get("notes") or {}
+        flags = [f"throttled ({', '.join(notes.get('gpu_throttle_reasons') or {})})"
+                 if notes.get("gpu_throttled") else "",
+                 f"other processes on the GPU: {notes['gpu_foreign_processes']}"
+                 if notes.get("gpu_foreign_processes") else ""]
+        rows.append([trial["name"], units.joules(m.get("energy_j")),
+                     units.number(m.get("energy_per_token_j")), units.number(m.get("tokens_per_kwh")),
+                     _watts(m.get("avg_power_w")), _watts(m.get("max_power_w")),
+                     notes.get("energy_method") or units.DASH, "; ".join(f for f in flags if f) or units.DASH])
+        classes.append(_row_class(trial["status"], False))
+    return Table(headers, rows, classes, [False] + [True] * 5 + [False, False])
+
+
+def energy_warnings(trials: list[dict[str, Any]]) -> list[str]:
+    """One line per trial whose energy and timing a reader should not trust as they stand."""
+    lines = []
+    for trial in trials:
+        notes = trial.get("notes") or {}
+        if notes.get("gpu_throttled"):
+            reasons = ", ".join(notes.get("gpu_throttle_reasons") or {}) or "unknown"
+            lines.append(f"{trial['name']}: the GPU throttled during the measured window ({reasons}); "
+                         "its figures do not compare with unthrottled trials")
+        if notes.get("gpu_foreign_processes"):
+            lines.append(f"{trial['name']}: other processes ({notes['gpu_foreign_processes']}) used the "
+                         "GPU; NVML's energy and power include them")
+    return lines
+
+
+def _watts(value: float | None) -> str:
+    text = units.number(value)
+    return text if text == units.DASH else f"{text} W"
+
+
 def environment_table(env: dict[str, Any]) -> Table:
     keys = [k for k in ENV_ORDER if k in env] + sorted(k for k in env if k not in ENV_ORDER)
     rows = [[key, _env_value(key, env[key])] for key in keys]

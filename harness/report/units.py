@@ -124,3 +124,8 @@ def gflop(flops: float | None) -> str:
 def percent(fraction: float | None) -> str:
     """0.4123 -> "41.2%"."""
     return _guarded(fraction) or f"{100 * fraction:.1f}%"
+
+
+def joules(value: float | None) -> str:
+    """1500.2 -> "1,500 J"; 0.0153 -> "0.0153 J"."""
+    return _guarded(value) or (f"{value:,.0f} J" if abs(value) >= 100 else f"{value:.3g} J")

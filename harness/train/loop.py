@@ -18,6 +18,8 @@ from torch import nn
 
 from harness.data import TokenSplits
 from harness.metrics import MemoryMeter, SavedTensorMeter, StepTimer
+from harness.metrics.energy import EnergyMeter, power_series
+from harness.metrics.energy import metrics_from as energy_metrics
 from harness.metrics.memory import local_nbytes
 from harness.techniques import Precision
 from harness.train.step import TrainStep, next_token_loss
@@ -76,14 +78,17 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
                 raise Diverged(bad, history[: bad + 1])
             progress(done, total)
 
+    energy = EnergyMeter(device)  # the same meter for both windows: devices found once
     t0 = time.perf_counter()
-    for index in range(settings.warmup_steps):
-        losses.append(step(batches(index)))
-        if index == 0:
-            out.notes["first_step_s"] = _synchronized_since(t0, device)
-        look_at_losses(index + 1)
+    with energy:  # the warm-up's energy, apart from the measured window's
+        for index in range(settings.warmup_steps):
+            losses.append(step(batches(index)))
+            if index == 0:
+                out.notes["first_step_s"] = _synchronized_since(t0, device)
+            look_at_losses(index + 1)
+    warmup_energy_j = energy.reading.energy_j
 
-    with StepTimer(device) as timer, MemoryMeter(device) as memory:
+    with energy, StepTimer(device) as timer, MemoryMeter(device) as memory:
         for index in range(settings.warmup_steps, total):
             micro_batches = batches(index)
             with timer.step():
@@ -107,6 +112,13 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
     out.notes.update(memory.peaks.notes)
     out.notes.update({"tokens_per_step": tokens_per_step, "measured_steps": measured,
                       "window_s": times.window_s})
+    metrics, unmeasured, notes = energy_metrics(energy.reading, tokens_per_step * measured)
+    out.metrics.update(metrics)
+    out.unmeasured.update(unmeasured)
+    out.notes.update(notes)
+    if warmup_energy_j is not None:
+        out.notes["warmup_energy_j"] = warmup_energy_j
+    out.series.update(power_series(energy.reading))
     out.series["loss"] = history
     out.series["step_time_s"] = times.step_times_s
 

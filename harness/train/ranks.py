@@ -6,6 +6,7 @@ each rank's figures merge into the trial's (DESIGN's stated meanings).
     peak_*_bytes        the maximum over ranks (each rank's kept in notes.per_rank)
     *_bytes accounting  per rank, the largest rank's (sharded strategies split them)
     comm_fraction       the largest over ranks
+    energy, power       summed over the ranks' GPUs; host (RAPL) figures once per node
     losses              averaged over ranks step by step (each rank trains on its own batches)
 """
 
@@ -29,7 +30,7 @@ MAX_OVER_RANKS = ("peak_memory_bytes", "peak_reserved_bytes", "peak_rss_bytes", 
                   "alloc_retries")
 SLOWEST_RANK = ("step_time_s", "step_time_p10_s", "step_time_p90_s", "step_time_cv")
 PER_RANK_NOTES = ("step_time_s", "peak_memory_bytes", "peak_rss_bytes", "parameter_bytes",
-                  "comm_fraction")
+                  "comm_fraction", "energy_j")
 
 
 def init_process_group(device: torch.device, timeout_s: float) -> None:

@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from harness.data import load_splits
 from harness.hardware import RankEnvironment, device_facts, rank_device, rank_environment
+from harness.metrics.energy import merge_over_ranks
 from harness.metrics.memory import global_numel
 from harness.models import GPTConfig, build_model
 from harness.parallel import ParallelContext, resolve_strategy
@@ -88,7 +89,7 @@ def _train(spec: TrialSpec, env: RankEnvironment, device: torch.device, progress
     account_memory(out, bare_model, parallel.optimizer)
     account_loss_scaling(out, precision, train["steps"])
     account_compile(out, techniques["compile"])
-    _merge_ranks(out, device)
+    _merge_ranks(out, device, env)
     if env.rank == 0:  # the global figures live there; one rank measures a CPU's peak at a time
         account_flops(out, config, splits.seq_len, techniques, device_facts(spec.device), world)
     out.notes.update({
@@ -101,16 +102,25 @@ def _train(spec: TrialSpec, env: RankEnvironment, device: torch.device, progress
                        unmeasured=out.unmeasured, series=out.series, notes=out.notes)
 
 
-def _merge_ranks(out: LoopOutcome, device: torch.device) -> None:
+def _merge_ranks(out: LoopOutcome, device: torch.device, env: RankEnvironment) -> None:
     """Global figures on rank 0; the loss history averaged over ranks on every rank."""
     out.series["loss"] = rank_tools.average_over_ranks(out.series["loss"], device)
     out.metrics["final_loss"] = final_loss(out.series["loss"], out.notes["measured_steps"])
-    payload = {**out.metrics, **{k: out.notes[k] for k in ("tokens_per_step", "measured_steps", "window_s")}}
+    payload = {**out.metrics, **{k: out.notes[k] for k in ("tokens_per_step", "measured_steps", "window_s")},
+               "local_rank": env.local_rank}
     gathered = rank_tools.gather_to_rank0(payload)
     if gathered is None or len(gathered) == 1:
         return
     merged, per_rank = rank_tools.merge_rank_metrics(gathered)
     out.metrics.update({k: v for k, v in merged.items() if k in out.metrics or k == "tokens_per_s"})
+    # energy sums over devices (GPUs per rank; host figures once per node)
+    energy, energy_unmeasured = merge_over_ranks(
+        gathered, tokens=sum(m["tokens_per_step"] * m["measured_steps"] for m in gathered),
+        local_ranks=[m["local_rank"] for m in gathered])
+    out.metrics.update(energy)
+    for name, why in energy_unmeasured.items():
+        out.metrics.pop(name, None)
+        out.unmeasured[name] = why
     out.notes["tokens_per_step"] = sum(m["tokens_per_step"] for m in gathered)
     out.notes["window_s"] = max(m["window_s"] for m in gathered)  # tokens_per_s's denominator
     out.notes["per_rank"] = per_rank

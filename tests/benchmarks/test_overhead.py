@@ -101,3 +101,50 @@ def test_harness_loop_overhead_against_a_bare_loop(benchmark):
     print(f"\nharness loop vs bare loop, tiny GPT on CPU (1 thread): overhead {100 * overhead:+.2f}% "
           f"(median of {rounds} rounds of {steps} steps; ratio IQR {quartiles[0]:.4f}-{quartiles[2]:.4f})")
     benchmark.pedantic(harness_loop, args=(splits, steps), rounds=1, iterations=1)
+
+
+class _NoEnergy:
+    """Stands in for EnergyMeter: the same loop with nothing measuring energy."""
+
+    def __init__(self, device):
+        from harness.metrics.energy import EnergyReading
+
+        self.reading = EnergyReading(window_s=0.0, unavailable="energy not measured in this arm")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_energy_measurement_overhead(benchmark, monkeypatch):
+    """Step time with and without the energy meter (NVML sampler thread on a GPU, host meter
+    here), alternating arms in one process; the target on a GPU is under 0.5%."""
+    import harness.train.loop as loop
+
+    rounds, steps = (1, 15) if benchmark.disabled else (21, 40)
+    splits = _splits(steps)
+    real_meter, ratios = loop.EnergyMeter, []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for index in range(rounds):
+            arms = [(real_meter, "with"), (_NoEnergy, "without")]
+            if index % 2:
+                arms.reverse()
+            seconds = {}
+            for meter, arm in arms:
+                monkeypatch.setattr(loop, "EnergyMeter", meter)
+                seconds[arm], losses = harness_loop(splits, steps)
+                seconds[arm + "_losses"] = losses
+            assert seconds["with_losses"] == seconds["without_losses"]  # measuring changes nothing
+            ratios.append(seconds["with"] / seconds["without"])
+    finally:
+        torch.set_num_threads(threads)
+        monkeypatch.setattr(loop, "EnergyMeter", real_meter)
+    overhead = statistics.median(ratios) - 1
+    benchmark.extra_info.update({"energy_overhead_pct": 100 * overhead, "rounds": rounds})
+    print(f"\nenergy meter on vs off, tiny GPT on CPU (1 thread): overhead {100 * overhead:+.2f}% "
+          f"(median of {rounds} rounds of {steps} steps)")
+    benchmark.pedantic(harness_loop, args=(splits, steps), rounds=1, iterations=1)

@@ -65,3 +65,33 @@ def test_scaling_frame_gives_strong_scaling_efficiency_per_strategy():
     assert by[("ddp", 2)]["efficiency"] == 0.75 and by[("fsdp", 2)]["efficiency"] == 1.0
     assert set(scaling["kind"]) == {"strong"}  # the global batch (32) is held
     assert scaling_frame(frame.drop(columns=["params.world_size"])) is None  # nothing swept
+
+
+def test_energy_section_names_the_method_and_warns_of_throttling(tmp_path):
+    from harness.report import write_report
+    from harness.spec import TrialResult, TrialSpec
+    from harness.store import ResultStore
+
+    store = ResultStore(tmp_path / "r.db")
+    env = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}
+    store.create_run("run", scenario="energy", description="", scenario_path="s.yaml",
+                     scenario_hash="h", overrides=[], device="cuda", baseline=None,
+                     planned_trials=2, env=env)
+    for index, (name, throttled) in enumerate([("cool", False), ("hot", True)]):
+        spec = TrialSpec(scenario="energy", trial_id=name, name=name, params={"repeat": 0},
+                         model={}, data={}, train={"micro_batch_size": 8}, techniques={},
+                         device="cuda", timeout_s=60)
+        notes = {"energy_method": "nvml-energy-counter", "gpu_throttled": throttled,
+                 "gpu_throttle_reasons": {"thermal": 0.4} if throttled else {},
+                 "gpu_foreign_processes": []}
+        store.save_trial("run", index, spec, TrialResult(
+            name, "ok", metrics={"tokens_per_s": 1000.0, "energy_j": 1500.0,
+                                 "energy_per_token_j": 0.015, "avg_power_w": 300.0},
+            notes=notes, series={"power_t_s": [0.0, 1.0, 2.0], "power_w": [290.0, 310.0, 300.0]}),
+            env, "h")
+    html, markdown = write_report(store, "run", tmp_path / "out")
+    text = markdown.read_text()
+    assert "## Energy" in text and "nvml-energy-counter" in text and "1,500 J" in text
+    assert "WARNING: hot: the GPU throttled during the measured window (thermal)" in text
+    assert "WARNING: cool" not in text
+    assert (tmp_path / "out" / "power.png").exists()

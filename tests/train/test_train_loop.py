@@ -67,6 +67,9 @@ def test_metrics_are_consistent_with_each_other(write_scenario):
     assert len(result.series["step_time_s"]) == notes["measured_steps"] == 5
     assert len(result.series["loss"]) == 6
     assert "peak_memory_bytes" not in m and "allocator" in result.unmeasured["peak_memory_bytes"]
+    # a CPU trial never reports GPU energy, not even as 0: it names why
+    for name in ("energy_j", "energy_per_token_j", "avg_power_w"):
+        assert name not in m and result.unmeasured[name].startswith("no GPU")
     assert m["peak_rss_bytes"] > 0
 
 
