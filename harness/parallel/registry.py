@@ -11,17 +11,12 @@ no arguments returning one. tests/fixtures/example_strategy.py is the worked exa
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from harness.hardware import DeviceFacts
+from harness.plugins import load_attribute
 from harness.parallel.base import Strategy, Techniques
 from harness.parallel.fsdp import FSDP
 from harness.parallel.replicated import DDP, NoParallel
@@ -50,7 +45,7 @@ def resolve_strategy(name: str) -> Strategy:
         return BUILTINS[name]()
     location, sep, attribute = name.rpartition(":")
     if sep and location and attribute:
-        return _as_strategy(_attribute(_load(location, name), attribute, name), name)
+        return _as_strategy(load_attribute(location, attribute, f"parallel strategy {name!r}"), name)
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
         try:
             loaded = entry.load()
@@ -73,48 +68,6 @@ def parallel_unsupported_reason(techniques: Techniques, facts: DeviceFacts) -> s
     except Exception as err:  # a plug-in's bug costs its own trials, not the sweep
         return (f"parallel strategy {strategy.name!r}: unsupported_reason failed: "
                 f"{type(err).__name__}: {err}")
-
-
-def _load(location: str, name: str) -> ModuleType:
-    if location.endswith(".py") or "/" in location:
-        return _load_file(Path(location), name)
-    try:
-        return importlib.import_module(location)
-    except Exception as err:  # an ImportError, or whatever the plug-in raised while importing
-        raise ValueError(f"parallel strategy {name!r}: cannot import {location!r}: "
-                         f"{type(err).__name__}: {err}") from err
-
-
-def _load_file(path: Path, name: str) -> ModuleType:
-    if not path.is_absolute():
-        # the worker may run elsewhere than where the scenario was written
-        raise ValueError(f"parallel strategy {name!r}: the file path must be absolute")
-    if not path.is_file():
-        raise ValueError(f"parallel strategy {name!r}: no such file {str(path)!r}")
-    # one module name per path, so two plug-in files of the same name do not collide
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    module_name = f"_harness_strategy_{path.stem}_{digest}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"parallel strategy {name!r}: cannot load {str(path)!r} as a module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # before running it, so its dataclasses can find it
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:
-        del sys.modules[module_name]
-        raise ValueError(f"parallel strategy {name!r}: {path.name} cannot be imported: "
-                         f"{type(err).__name__}: {err}") from err
-    return module
-
-
-def _attribute(module: ModuleType, attribute: str, name: str) -> Any:
-    if not hasattr(module, attribute):
-        raise ValueError(f"parallel strategy {name!r}: {module.__name__} has no attribute "
-                         f"{attribute!r}")
-    return getattr(module, attribute)
 
 
 def _as_strategy(obj: Any, name: str) -> Strategy:

@@ -74,7 +74,7 @@ def test_bad_locations_raise_value_error(user_file: Path, tmp_path: Path) -> Non
     cases = {
         f"{tmp_path}/missing.py:make": "no such file",
         "relative/my_model.py:make": "must be absolute",
-        "no_such_package.models:make": "cannot import module 'no_such_package.models'",
+        "no_such_package.models:make": "cannot import 'no_such_package.models'",
         f"{user_file}:missing": "has no attribute 'missing'",
         f"{user_file}:NOT_CALLABLE": "is not callable",
     }
