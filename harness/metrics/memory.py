@@ -10,25 +10,19 @@ from __future__ import annotations
 
 import resource
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from harness.metrics.readings import Readings
+
 PROC = Path("/proc/self")
-
-
-@dataclass
-class MemoryPeaks:
-    metrics: dict[str, float] = field(default_factory=dict)
-    unmeasured: dict[str, str] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
 
 
 class MemoryMeter:
     def __init__(self, device: torch.device):
         self.device = device
-        self.peaks = MemoryPeaks()
+        self.peaks = Readings()
 
     def __enter__(self) -> MemoryMeter:
         if self.device.type == "cuda":

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from harness.metrics.readings import Readings
 
 POWERCAP = Path("/sys/class/powercap")
 # Top-level zones only: subzones (core, uncore, dram: 'intel-rapl:0:1') lie inside their package,
@@ -110,11 +112,7 @@ class RaplEnergy:
         return sum(self._total_uj) / 1e6
 
 
-@dataclass
-class HostEnergy:
-    metrics: dict[str, float] = field(default_factory=dict)
-    unmeasured: dict[str, str] = field(default_factory=dict)
-    notes: dict[str, object] = field(default_factory=dict)
+HostEnergy = Readings  # cpu_energy_j and host_cpu_percent, or why not
 
 
 class HostEnergyMeter:

@@ -29,10 +29,12 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, precisio
     whole step, so the accumulated gradient is the gradient of the mean over all the step's
     tokens, exactly the full batch's (a per-micro-batch mean would weigh short batches more).
     No host synchronisation inside, except fp16's: GradScaler reads its overflow flag on the
-    host every step anyway, so reading the scale after it costs nothing more.
+    host every step anyway; the scale is read once more, after the update (the scale before
+    a step is the one read after the previous step).
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     scaler, log = precision.scaler, precision.scale_log
+    first_scale = scaler.get_scale() if scaler is not None else None  # no tensor yet: no sync
 
     def step(batches: Sequence[Batch]) -> torch.Tensor:
         tokens = sum(y.numel() for _, y in batches)
@@ -51,7 +53,7 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, precisio
             scaler.unscale_(optimizer)
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            before = scaler.get_scale()
+            before = log.scales[-1] if log.scales else first_scale  # read last step, not again
             scaler.step(optimizer)  # skipped when the unscaled gradients hold inf or NaN
             scaler.update()
             after = scaler.get_scale()
