@@ -13,6 +13,12 @@ from harness.spec import TrialResult
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "diverged": "magenta"}
 
 
+# what the one line after each trial shows, where the trial measured it
+HEADLINE = (("tokens_per_s", "{:,.0f} tok/s"), ("prefill_tokens_per_s", "prefill {:,.0f} tok/s"),
+            ("decode_tokens_per_s", "decode {:,.0f} tok/s"), ("weight_bytes", "weights {:,.0f} B"),
+            ("eval_loss", "eval loss {:.3f}"), ("tokens_to_target", "target at {:,.0f} tokens"))
+
+
 class SweepProgress:
     def __init__(self, quiet: bool = False, console: Console | None = None):
         self.quiet = quiet
@@ -55,7 +61,8 @@ class SweepProgress:
         status = result.status
         summary = f"[{self._done}/{self._total}] {name}: {status}"
         if status == "ok":
-            summary += f"  {result.metrics['tokens_per_s']:,.0f} tok/s  eval loss {result.metrics['eval_loss']:.3f}"
+            summary += "".join(f"  {fmt.format(result.metrics[name])}" for name, fmt in HEADLINE
+                               if name in result.metrics)
         elif result.reason:
             summary += f" ({result.reason})"
         if self._bar is not None:

@@ -27,6 +27,8 @@ class TrialSpec:
     techniques: dict[str, Any]
     device: str  # "cpu" or "cuda"
     timeout_s: float
+    kind: str = "train"  # train | inference | distill | grow: what the worker does
+    kind_settings: dict[str, Any] = field(default_factory=dict)  # the kind's section, resolved
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,7 +1,9 @@
 """Statistics of a run's trials, apart from any rendering: pandas frames in, frames out."""
 
 from harness.analysis.baseline import RATIO_COLUMNS, compare_to_baseline, ratios_to_baseline
+from harness.analysis.convergence import crossing, eval_curves, final_eval_loss
 from harness.analysis.curves import loss_curves
+from harness.analysis.growth import growth_savings
 from harness.analysis.scaling import scaling_frame
 from harness.analysis.trials import (
     METRICS,
@@ -19,6 +21,10 @@ __all__ = [
     "axis_columns",
     "combination_name",
     "compare_to_baseline",
+    "crossing",
+    "eval_curves",
+    "final_eval_loss",
+    "growth_savings",
     "loss_curves",
     "memory_metric",
     "ratios_to_baseline",

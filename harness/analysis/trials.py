@@ -19,7 +19,7 @@ METRICS = (
     "peak_memory_bytes", "peak_reserved_bytes", "peak_rss_bytes", "activation_bytes",
     "flops_per_token", "achieved_tflops", "mfu", "energy_j", "energy_per_token_j",
     "avg_power_w", "final_loss", "eval_loss", "tokens_to_target", "time_to_target_s",
-    "compile_time_s",
+    "flops_to_target", "compile_time_s",
 )
 
 # Swept axes become `params.<axis>` columns, the flat export's naming (harness.store.export),

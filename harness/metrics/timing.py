@@ -49,6 +49,11 @@ class StepTimer:
         self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._times: list[float] = []
         self._window_s: float | None = None
+        self._left_out_s = 0.0
+
+    def leave_out(self, seconds: float) -> None:
+        """Take `seconds` spent inside the window on something else (an evaluation) out of it."""
+        self._left_out_s += seconds
 
     def __enter__(self) -> StepTimer:
         _synchronize(self.device)
@@ -57,7 +62,7 @@ class StepTimer:
 
     def __exit__(self, *exc) -> None:
         _synchronize(self.device)
-        self._window_s = time.perf_counter() - self._t0
+        self._window_s = time.perf_counter() - self._t0 - self._left_out_s
 
     @contextmanager
     def step(self) -> Iterator[None]:

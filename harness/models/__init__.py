@@ -1,4 +1,5 @@
-"""Models for the harness: a nanoGPT-style GPT/Llama, named presets, FLOPs accounting.
+"""Models for the harness: a nanoGPT-style GPT/Llama (optionally Mixture of Experts),
+named presets, FLOPs accounting.
 
 build_model turns an architecture name into a model. arch is "gpt", or
 "package.module:callable", or "/abs/path/file.py:callable"; the callable
@@ -19,8 +20,19 @@ from harness.models.flops import (
     model_flops_per_token,
     parameter_count,
     recompute_flops_per_token,
+    total_parameter_count,
 )
 from harness.models.gpt import GPT, GPTConfig
+from harness.models.moe import (
+    RoutedExperts,
+    Routing,
+    auxiliary_loss,
+    expert_capacity,
+    load_balancing_loss,
+    route,
+    routed_layers,
+    router_z_loss,
+)
 from harness.models.presets import PRESETS, preset_names, resolve_config
 from harness.plugins import load_attribute
 
@@ -28,14 +40,23 @@ __all__ = [
     "GPT",
     "GPTConfig",
     "PRESETS",
+    "RoutedExperts",
+    "Routing",
+    "auxiliary_loss",
     "build_model",
+    "expert_capacity",
     "flops_parameter_count",
     "forward_flops_per_token",
+    "load_balancing_loss",
     "model_flops_per_token",
     "parameter_count",
     "preset_names",
     "recompute_flops_per_token",
     "resolve_config",
+    "route",
+    "routed_layers",
+    "router_z_loss",
+    "total_parameter_count",
 ]
 
 _ARCH_FORMS = "expected 'gpt', 'package.module:callable' or '/path/to/file.py:callable'"

@@ -5,6 +5,8 @@ llama: RMSNorm, SwiGLU, rotary position embeddings, optional grouped-query
        attention, no biases  (Touvron et al. 2023; Ainslie et al. 2023 for GQA)
 
 Both are pre-norm: x = x + attn(norm(x)); x = x + mlp(norm(x)).
+With cfg.n_experts > 0 the mlp is a routed Mixture of Experts (harness/models/moe.py)
+whose experts are that flavour's MLP; each forward leaves its auxiliary loss on the layer.
 
 Shape letters used in comments:
   B batch, T sequence length, C d_model, V vocab_size,
@@ -18,11 +20,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from harness.models.moe import RoutedExperts
+
+if TYPE_CHECKING:  # kv_cache imports GPTConfig from here
+    from harness.models.kv_cache import KVCache, LayerKV
 
 Flavour = Literal["gpt2", "llama"]
 FLAVOURS: tuple[str, ...] = ("gpt2", "llama")
@@ -42,6 +49,13 @@ class GPTConfig:
     bias: bool = True  # gpt2 only; forced to False for llama, which has no biases
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0  # llama only
+    # Mixture of Experts (harness/models/moe.py): 0 = dense feed-forward. With n_experts > 0
+    # every block's feed-forward is a routed expert layer; d_ff is then each expert's hidden size.
+    n_experts: int = 0
+    expert_top_k: int = 1  # experts per token
+    capacity_factor: float = 1.25  # expert capacity = ceil(factor * tokens * top_k / n_experts)
+    router_aux_loss_coef: float = 0.01  # Switch load-balancing loss weight (Fedus et al. 2021)
+    router_z_loss_coef: float = 0.001  # router z-loss weight (Zoph et al. 2022, ST-MoE)
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:
@@ -69,6 +83,11 @@ class GPTConfig:
                 f"rotary embeddings need an even head_dim, got {self.head_dim} "
                 f"(d_model {self.d_model} / n_head {self.n_head})"
             )
+        if self.n_experts < 0 or (self.n_experts and not 1 <= self.expert_top_k <= self.n_experts):
+            raise ValueError(f"expert_top_k must be in [1, n_experts={self.n_experts}], "
+                             f"got {self.expert_top_k}")
+        if self.capacity_factor <= 0 or self.router_aux_loss_coef < 0 or self.router_z_loss_coef < 0:
+            raise ValueError("capacity_factor must be positive and router loss weights non-negative")
         if self.norm_eps <= 0 or self.rope_theta <= 0:
             raise ValueError("norm_eps and rope_theta must be positive")
         if self.flavour == "llama" and self.bias:
@@ -119,10 +138,12 @@ class RotaryEmbedding(nn.Module):
         self.cos.copy_(angles.cos())
         self.sin.copy_(angles.sin())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, heads, T, Q); rotate in fp32 so low-precision inputs keep accurate angles
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        # x: (B, heads, T, Q) at positions offset .. offset + T - 1 (offset > 0 when decoding
+        # after a KV-cached prefix); rotate in fp32 so low-precision inputs keep accurate angles
         T = x.size(-2)
-        cos, sin = self.cos[:T].float(), self.sin[:T].float()  # (T, Q/2)
+        cos = self.cos[offset:offset + T].float()  # (T, Q/2)
+        sin = self.sin[offset:offset + T].float()  # (T, Q/2)
         x1, x2 = x.float().chunk(2, dim=-1)  # (B, heads, T, Q/2) each
         rotated = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
         return rotated.type_as(x)
@@ -145,7 +166,9 @@ class CausalSelfAttention(nn.Module):
             else None
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: LayerKV | None = None) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C). With kv, x holds the positions after those already cached:
+        its keys and values are written into the cache and attention reads all of them."""
         B, T, C = x.shape
         q, k, v = self.qkv_proj(x).split(
             [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim],
@@ -154,9 +177,15 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, Q)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, K, T, Q)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, K, T, Q)
-        if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
-        y = self.attend(q, k, v)  # (B, H, T, Q)
+        if kv is None:
+            if self.rotary is not None:
+                q, k = self.rotary(q), self.rotary(k)
+            y = self.attend(q, k, v)  # (B, H, T, Q)
+        else:
+            if self.rotary is not None:
+                q, k = self.rotary(q, kv.start), self.rotary(k, kv.start)
+            keys, values = kv.update(k, v)  # (B, K, start + T, Q) each
+            y = self.attend_cached(q, keys, values, kv.start)  # (B, H, T, Q)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.out_proj(y)
 
@@ -170,6 +199,32 @@ class CausalSelfAttention(nn.Module):
         # without materialising repeated k/v (torch >= 2.5, CPU and CUDA).
         return F.scaled_dot_product_attention(
             q, k, v, is_causal=True, enable_gqa=self.n_kv_head != self.n_head
+        )
+
+    def attend_cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      start: int) -> torch.Tensor:
+        """Attention of q (B, H, T, Q), the positions start .. start + T - 1, over the cached
+        k, v (B, K, start + T, Q) of positions 0 .. start + T - 1 -> (B, H, T, Q).
+
+        Decoding only: always PyTorch's SDPA, whatever kernel replaced `attend`.
+        """
+        T = q.size(2)
+        # a cache kept in another dtype than the one q is computed in (e.g. fp32 under autocast)
+        k, v = k.to(q.dtype), v.to(q.dtype)
+        mask = None
+        if start == 0:
+            causal = True  # prefill of an empty cache: the usual square causal mask
+        elif T == 1:
+            causal = False  # one new token sees every cached position, itself included
+        else:
+            # SDPA's is_causal aligns its mask top-left (query i sees keys 0..i), wrong once
+            # `start` keys precede the queries; query start + i sees keys 0..start + i
+            causal = False
+            keys = torch.arange(start + T, device=q.device)  # (start + T,)
+            queries = torch.arange(start, start + T, device=q.device)  # (T,)
+            mask = keys[None, :] <= queries[:, None]  # (T, start + T), True = attend
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv_head != self.n_head
         )
 
 
@@ -213,10 +268,14 @@ class Block(nn.Module):
         self.attn_norm = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
         self.mlp_norm = make_norm(cfg)
-        self.mlp = SwiGLUMLP(cfg) if cfg.flavour == "llama" else GELUMLP(cfg)
+        if cfg.n_experts > 0:
+            self.mlp = RoutedExperts(cfg)
+        else:
+            self.mlp = SwiGLUMLP(cfg) if cfg.flavour == "llama" else GELUMLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x))
+    def forward(self, x: torch.Tensor, kv: LayerKV | None = None) -> torch.Tensor:
+        # kv: this layer's slice of a KV cache, only when decoding (harness.models.kv_cache)
+        x = x + self.attn(self.attn_norm(x), kv=kv)
         x = x + self.mlp(self.mlp_norm(x))
         return x
 
@@ -255,25 +314,42 @@ class GPT(nn.Module):
                 module.reset_parameters()
             elif isinstance(module, RotaryEmbedding):
                 module.reset_buffers()
+            elif isinstance(module, RoutedExperts):  # its router is an nn.Linear, done above
+                module.reset_parameters()
+                module.reset_statistics()
         # Each block adds two projections to the residual stream, so its variance
         # grows with depth; GPT-2 scales those projections by 1/sqrt(2 * n_layer).
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for block in self.blocks:
             nn.init.normal_(block.attn.out_proj.weight, mean=0.0, std=residual_std)
-            nn.init.normal_(block.mlp.out_proj.weight, mean=0.0, std=residual_std)
+            mlp = block.mlp
+            mlp_out = mlp.w_out if isinstance(mlp, RoutedExperts) else mlp.out_proj.weight
+            nn.init.normal_(mlp_out, mean=0.0, std=residual_std)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) -> next-token logits (B, T, V)."""
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Token ids (B, T) -> next-token logits (B, T, V).
+
+        With a KV cache (harness.models.kv_cache), idx holds the T positions that follow the
+        cache.length already cached; their keys and values are added to the cache.
+        """
         B, T = idx.shape
-        if T > self.config.max_seq_len:
+        start = 0 if cache is None else cache.length
+        if start + T > self.config.max_seq_len:
             raise ValueError(
-                f"sequence length {T} exceeds max_seq_len {self.config.max_seq_len}"
+                f"sequence length {start + T} exceeds max_seq_len {self.config.max_seq_len}"
             )
+        if cache is not None and start + T > cache.max_len:
+            raise ValueError(f"{T} tokens after {start} cached exceed the cache's {cache.max_len}")
         x = self.token_embedding(idx)  # (B, T, C)
         if self.position_embedding is not None:
-            positions = torch.arange(T, device=idx.device)  # (T,)
+            positions = torch.arange(start, start + T, device=idx.device)  # (T,)
             x = x + self.position_embedding(positions)  # (B, T, C) + (T, C)
-        for block in self.blocks:
-            x = block(x)  # (B, T, C)
+        if cache is None:
+            for block in self.blocks:
+                x = block(x)  # (B, T, C); one tensor in, as wrappers of blocks expect
+        else:
+            for i, block in enumerate(self.blocks):
+                x = block(x, kv=cache.layer(i))  # (B, T, C)
+            cache.advance(T)  # once all layers have written positions start .. start + T - 1
         x = self.final_norm(x)
         return self.lm_head(x)  # (B, T, V)

@@ -3,6 +3,13 @@
 Parameter counts in the comments are the published figures; tests/models checks
 that the configs below reproduce them (embeddings tied and counted once,
 position embeddings included).
+
+Mixture-of-Experts presets sit next to their dense twins and are FLOP-matched to them:
+a token passes through top_k experts of hidden size d_ff, and top_k * d_ff is the twin's
+4 * d_model, so a token meets as many feed-forward weights as in the dense model. Only
+the router (d_model x n_experts per layer) and, for gpt2-flavour top-2, a second expert's
+output bias are extra: under 0.5% of model_flops_per_token. Their total parameters, and
+so their memory, are about n_experts / top_k times the twin's feed-forward.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ PRESETS: dict[str, GPTConfig] = {
     "tiny": GPTConfig(
         flavour="gpt2", n_layer=2, n_head=4, d_model=64, vocab_size=256, max_seq_len=1024
     ),
+    "tiny-moe": GPTConfig(
+        flavour="gpt2", n_layer=2, n_head=4, d_model=64, vocab_size=256, max_seq_len=1024,
+        n_experts=4, expert_top_k=1, d_ff=256,
+    ),
     "tiny-llama": GPTConfig(
         flavour="llama", n_layer=2, n_head=4, n_kv_head=2, d_model=64, vocab_size=256,
         max_seq_len=1024,
@@ -25,9 +36,25 @@ PRESETS: dict[str, GPTConfig] = {
     "small": GPTConfig(
         flavour="gpt2", n_layer=4, n_head=4, d_model=128, vocab_size=256, max_seq_len=1024
     ),
+    "small-moe8-top1": GPTConfig(
+        flavour="gpt2", n_layer=4, n_head=4, d_model=128, vocab_size=256, max_seq_len=1024,
+        n_experts=8, expert_top_k=1, d_ff=512,
+    ),
+    "small-moe8-top2": GPTConfig(
+        flavour="gpt2", n_layer=4, n_head=4, d_model=128, vocab_size=256, max_seq_len=1024,
+        n_experts=8, expert_top_k=2, d_ff=256,
+    ),
     # GPT-2 (Radford et al. 2019), sizes as released by OpenAI and reproduced by nanoGPT.
     "gpt2-small": GPTConfig(  # 124M
         flavour="gpt2", n_layer=12, n_head=12, d_model=768, vocab_size=50257, max_seq_len=1024
+    ),
+    "gpt2-small-moe8-top1": GPTConfig(  # 124M active like gpt2-small, 521M in all
+        flavour="gpt2", n_layer=12, n_head=12, d_model=768, vocab_size=50257, max_seq_len=1024,
+        n_experts=8, expert_top_k=1, d_ff=3072,
+    ),
+    "gpt2-small-moe8-top2": GPTConfig(  # 124M active like gpt2-small, 295M in all
+        flavour="gpt2", n_layer=12, n_head=12, d_model=768, vocab_size=50257, max_seq_len=1024,
+        n_experts=8, expert_top_k=2, d_ff=1536,
     ),
     "gpt2-medium": GPTConfig(  # 355M
         flavour="gpt2", n_layer=24, n_head=16, d_model=1024, vocab_size=50257, max_seq_len=1024

@@ -16,6 +16,7 @@ from harness.analysis import (
     PARAM_PREFIX,
     axis_columns,
     compare_to_baseline,
+    eval_curves,
     loss_curves,
     scaling_frame,
     memory_metric,
@@ -23,6 +24,7 @@ from harness.analysis import (
     trial_frame,
 )
 from harness.report import figures, units
+from harness.report.kind_sections import kind_figures_for, kind_sections
 from harness.report.tables import (
     MEMORY_LABELS,
     Table,
@@ -125,6 +127,7 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
     baseline_name = _baseline_name(combos, run.baseline)
     series_rows = store.series(run.run_id)
     curves = loss_curves(series_rows, trials)
+    evals = eval_curves(series_rows, trials)
 
     measurements = [(label, HOW_MEASURED[key]) for label, key in (
         ("tokens/s", "tokens/s"), ("step time", "step time"),
@@ -145,8 +148,10 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
         unmeasured=_unmeasured(trials),
         unfinished=[Unfinished(t["name"], t["status"], t["reason"] or "(no reason stored)",
                                t.get("traceback")) for t in trials if t["status"] != "ok"],
-        figures=_figures(frame, curves, trials, memory) + _extra_figures(frame, trials, series_rows),
-        accounting=_accounting(frame, trials, memory),
+        figures=(_figures(frame, curves, trials, memory)
+                 + [FigureBlock(*block) for block in kind_figures_for(trials, series_rows, evals)]
+                 + _extra_figures(frame, trials, series_rows)),
+        accounting=kind_sections(frame, trials, evals) + _accounting(frame, trials, memory),
         measurements=measurements,
         environment=environment_table(run.env),
     )
@@ -154,9 +159,10 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
 
 def _accounting(frame: pd.DataFrame, trials: list[dict[str, Any]],
                 memory: str) -> list[tuple[str, str, Table]]:
+    trained = frame["tokens_per_s"].notna().any() or not (frame["status"] == "ok").any()
     sections = [("Compute", HOW_MEASURED["compute"], compute_table(frame)),
                 ("Where the memory went", HOW_MEASURED["memory breakdown"],
-                 memory_breakdown_table(frame, memory))]
+                 memory_breakdown_table(frame, memory))] if trained else []  # not for inference
     energy = energy_table(trials)
     if energy is not None:
         warnings = " ".join(f"WARNING: {line}." for line in energy_warnings(trials))
@@ -188,19 +194,31 @@ def _extra_figures(frame: pd.DataFrame, trials: list[dict[str, Any]],
 
 def _figures(frame: pd.DataFrame, curves: pd.DataFrame, trials: list[dict[str, Any]],
              memory: str) -> list[FigureBlock]:
+    """Throughput, memory and loss curves, each left out when trials finished but none of
+    them has its data (an inference run trains no measured steps: no tokens/s, no loss
+    series). A run with no finished trial keeps all three: they say why they are empty."""
     floors = [t["notes"]["loss_floor"] for t in trials
               if (t.get("notes") or {}).get("loss_floor") is not None]
     warmups = [int(t["spec"]["train"].get("warmup_steps") or 0) for t in trials]
     label = MEMORY_LABELS[memory]
-    return [
-        FigureBlock("throughput", "Throughput", "tokens/s: " + HOW_MEASURED["tokens/s"]
-                    + " Bars are labelled with the speedup over the baseline.",
-                    figures.throughput_png(frame)),
-        FigureBlock("memory", "Memory", f"{label}: {HOW_MEASURED[memory]} activation bytes: "
-                    + HOW_MEASURED["activation bytes"], figures.memory_png(frame, memory, label)),
-        FigureBlock("loss", "Loss curves", "loss: " + HOW_MEASURED["loss curves"],
-                    figures.loss_png(curves, floors, warmups)),
-    ]
+    ok = frame[frame["status"] == "ok"]
+
+    def shown(*columns: str) -> bool:
+        return ok.empty or any(ok[c].notna().any() for c in columns if c in ok)
+
+    blocks = []
+    if shown("tokens_per_s"):
+        blocks.append(FigureBlock("throughput", "Throughput", "tokens/s: " + HOW_MEASURED["tokens/s"]
+                                  + " Bars are labelled with the speedup over the baseline.",
+                                  figures.throughput_png(frame)))
+    if shown(memory, "activation_bytes"):
+        blocks.append(FigureBlock("memory", "Memory", f"{label}: {HOW_MEASURED[memory]} activation "
+                                  "bytes: " + HOW_MEASURED["activation bytes"],
+                                  figures.memory_png(frame, memory, label)))
+    if ok.empty or not curves.empty:
+        blocks.append(FigureBlock("loss", "Loss curves", "loss: " + HOW_MEASURED["loss curves"],
+                                  figures.loss_png(curves, floors, warmups)))
+    return blocks
 
 
 def _facts(run, trials: list[dict[str, Any]]) -> list[tuple[str, str]]:

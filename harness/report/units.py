@@ -129,3 +129,23 @@ def percent(fraction: float | None) -> str:
 def joules(value: float | None) -> str:
     """1500.2 -> "1,500 J"; 0.0153 -> "0.0153 J"."""
     return _guarded(value) or (f"{value:,.0f} J" if abs(value) >= 100 else f"{value:.3g} J")
+
+
+def flops(value: float | None) -> str:
+    """A FLOP count with an SI prefix and three significant digits: 1.23e15 -> "1.23 PFLOP"."""
+    if (special := _guarded(value)) is not None:
+        return special
+    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}FLOP"
+    return f"{value:.3g} FLOP"
+
+
+def tokens(value: float | None) -> str:
+    """A token count in thousands or millions: 76800 -> "76.8 k" (as tokens/s without the /s)."""
+    return tokens_per_s(value)
+
+
+def signed_percent(fraction: float | None) -> str:
+    """A change: 0.0123 -> "+1.2%", -0.5 -> "-50.0%"."""
+    return _guarded(fraction) or f"{100 * fraction:+.1f}%"

@@ -120,6 +120,8 @@ def _apply_override(data: dict, item: str) -> None:
     except yaml.YAMLError:
         raise InputError(f"cannot parse the value '{raw}'", field=f"--set {key}") from None
     parts = key.strip().split(".")
+    if parts[0] in ("matrix", "baseline") and len(parts) > 2:  # a dotted axis: matrix.model.preset
+        parts = [parts[0], ".".join(parts[1:])]
     target = data
     for part in parts[:-1]:
         child = target.get(part)
@@ -161,6 +163,8 @@ def _input_error(err: ValidationError, filename: str, lines: dict[Loc, int],
     ctx = first.get("ctx") or {}
     if first["type"] == "unknown_key":
         loc = loc + (ctx["key"],)
+    if first["type"] == "section_without_kind":
+        loc = (ctx["section"],)
     message = first["msg"]
     if first["type"] == "missing":
         message = "required field is missing"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.errors import InputError, did_you_mean
 from harness.scenario.loader import LoadedScenario, Loc, override_behind
-from harness.scenario.schema import SECTIONS, Scenario, TechniquesSection, matrix_axes
+from harness.scenario.schema import KINDS, SECTIONS, Scenario, TechniquesSection, matrix_axes
 from harness.spec import TrialSpec
 
 Combination = dict[str, Any]
@@ -41,6 +41,10 @@ def check_matrix(loaded: LoadedScenario) -> LoadedScenario:
     for axis, values in (scenario.matrix or {}).items():
         if axis not in known:
             _fail(loaded, ("matrix", axis), f"unknown matrix axis '{axis}'{did_you_mean(axis, known)}")
+        section = axis.rpartition(".")[0]
+        if section in KINDS.values() and section != KINDS[scenario.kind]:
+            kind = next(k for k, s in KINDS.items() if s == section)
+            _fail(loaded, ("matrix", axis), f"axis '{axis}' needs kind: {kind} (kind is {scenario.kind})")
         if not values:
             _fail(loaded, ("matrix", axis), "an axis needs at least one value")
         matrix[axis] = []
@@ -98,6 +102,8 @@ def expand(loaded: LoadedScenario, device: str) -> list[TrialSpec]:
     specs = []
     for combination in expand_combinations(scenario):
         sections = resolve_sections(scenario, combination)
+        kind_settings = {section: sections.pop(section) for section in KINDS.values() if section}
+        settings = kind_settings.get(KINDS[scenario.kind] or "", {})
         for repeat in range(scenario.repeats):
             params = {**combination, "repeat": repeat}
             name = trial_name(combination) or "default"
@@ -105,7 +111,8 @@ def expand(loaded: LoadedScenario, device: str) -> list[TrialSpec]:
                 name += f" #{repeat}"
             specs.append(TrialSpec(
                 scenario=scenario.name, trial_id=trial_id(params), name=name, params=params,
-                device=device, timeout_s=scenario.timeout_s, **sections))
+                device=device, timeout_s=scenario.timeout_s, kind=scenario.kind,
+                kind_settings=settings, **sections))
     return specs
 
 
@@ -133,6 +140,7 @@ def resolve_sections(scenario: Scenario, combination: Combination) -> dict[str, 
         bad_preset = preset is not None and preset not in PRESETS
         raise UnbuildableTrial(str(err), "model.preset" if bad_preset else "model") from None
     sections["model"] = {"arch": arch, **dataclasses.asdict(config)}
+    _resolve_second_model(sections, config)
     seq_len, context = sections["data"]["seq_len"], config.max_seq_len
     if seq_len > context:
         raise UnbuildableTrial(f"data.seq_len {seq_len} exceeds the model's max_seq_len {context}",
@@ -147,10 +155,60 @@ def resolve_sections(scenario: Scenario, combination: Combination) -> dict[str, 
                 f"{ranks} ranks x grad_accum {techniques['grad_accum']} equal micro-batches",
                 "train.global_batch_size")
         train["micro_batch_size"] = share
+    _check_kind(scenario.kind, sections)
     if sections["techniques"]["compile"] is not False and sections["train"]["warmup_steps"] < 1:
         raise UnbuildableTrial("compile needs warmup_steps >= 1: compilation happens in the first "
                                "step, which must not be measured", "train.warmup_steps")
     return sections
+
+
+INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _check_kind(kind: str, sections: dict[str, dict[str, Any]]) -> None:
+    """What a trial kind needs of the other sections."""
+    techniques, model = sections["techniques"], sections["model"]
+    if kind != "train":
+        ranks = techniques["world_size"] * techniques["nnodes"]
+        if ranks > 1 or techniques["parallel"] != "none":
+            raise UnbuildableTrial(f"kind {kind} runs on one rank (no data parallelism)",
+                                   "techniques.parallel" if ranks == 1 else "techniques.world_size")
+    if kind == "grow" and model["arch"] != "gpt":
+        raise UnbuildableTrial("kind grow needs arch 'gpt': the growth operator maps its parameters",
+                               "model.arch")
+    if kind != "inference" and techniques["quantization"] != "none":
+        raise UnbuildableTrial("quantization applies to kind: inference", "techniques.quantization")
+    if kind == "inference":
+        if techniques["precision"] not in INFERENCE_PRECISIONS:
+            raise UnbuildableTrial(f"an inference trial loads its weights in one of "
+                                   f"{', '.join(INFERENCE_PRECISIONS)}", "techniques.precision")
+        settings, seq_len = sections["inference"], sections["data"]["seq_len"]
+        if settings["prompt_len"] > seq_len:
+            raise UnbuildableTrial(f"inference.prompt_len {settings['prompt_len']} exceeds "
+                                   f"data.seq_len {seq_len} (prompts are eval windows)",
+                                   "inference.prompt_len")
+        if settings["prompt_len"] + settings["decode_tokens"] > model["max_seq_len"]:
+            raise UnbuildableTrial("inference.prompt_len + decode_tokens exceeds the model's "
+                                   f"max_seq_len {model['max_seq_len']}", "inference.decode_tokens")
+
+
+def _resolve_second_model(sections: dict[str, dict[str, Any]], config: Any) -> None:
+    """The distillation student and the growth's small model: the scenario's model with the
+    given fields changed (or a preset with them), fully resolved like the model itself."""
+    from harness.models import resolve_config
+
+    for section, key in (("distillation", "student"), ("growth", "small")):
+        overrides = sections[section][key]
+        preset = overrides.pop("preset")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            if preset is None:
+                second = dataclasses.replace(config, **given)
+            else:
+                second = resolve_config(preset, **given)
+        except ValueError as err:
+            raise UnbuildableTrial(str(err), f"{section}.{key}") from None
+        sections[section][key] = dataclasses.asdict(second)
 
 
 def baseline_of(scenario: Scenario) -> Combination | None:

@@ -49,6 +49,11 @@ class ModelSection(Section):
     max_seq_len: int | None = Field(None, ge=1)
     tie_embeddings: bool | None = None
     bias: bool | None = None
+    n_experts: int | None = Field(None, ge=0)  # Mixture of Experts: 0 = dense
+    expert_top_k: int | None = Field(None, ge=1)
+    capacity_factor: float | None = Field(None, gt=0)
+    router_aux_loss_coef: float | None = Field(None, ge=0)
+    router_z_loss_coef: float | None = Field(None, ge=0)
 
 
 class DataSection(Section):
@@ -87,6 +92,11 @@ class TrainSection(Section):
     # global_batch_size / (ranks x grad_accum), so strategies and world sizes compare at the
     # same global batch (strong scaling); unset, the micro-batch is fixed (weak scaling)
     global_batch_size: int | None = Field(None, ge=1)
+    # convergence: evaluate every `eval_every_tokens` training tokens (all ranks); with a
+    # target, report tokens/time/FLOPs until the eval loss first reaches it
+    target_loss: float | None = Field(None, gt=0)
+    eval_every_tokens: int | None = Field(None, ge=1)
+    stop_at_target: bool = Field(False, validate_default=True)
 
     @field_validator("warmup_steps")
     @classmethod
@@ -99,6 +109,14 @@ class TrainSection(Section):
                 "warmup_steps ({w}) must be smaller than steps ({s}): warm-up steps are never measured",
                 {"w": warmup, "s": steps})
         return warmup
+
+    @field_validator("stop_at_target")
+    @classmethod
+    def _stop_needs_target(cls, stop: bool, info: ValidationInfo) -> bool:
+        if stop and info.data.get("target_loss") is None and "target_loss" in info.data:
+            raise PydanticCustomError("stop_without_target",
+                                      "stop_at_target needs train.target_loss", {})
+        return stop
 
 
 CHECKPOINTING_FORMS = "none, full, every-K (K a positive integer), selective or offload"
@@ -116,6 +134,7 @@ class TechniquesSection(Section):
     optimizer: Literal["adamw", "adamw-fused", "sgd", "adamw8bit"] = "adamw"
     attention: Literal["sdpa", "flash", "efficient", "cudnn", "math", "manual"] = "sdpa"
     fp16_init_scale: float = Field(2.0**16, gt=0)  # GradScaler's first loss scale
+    quantization: Literal["none", "int8"] = "none"  # weights of an inference trial
     # data parallelism (harness/parallel): a built-in strategy or a plug-in's import path
     parallel: str = "none"
     world_size: int = Field(1, ge=1)  # ranks per node
@@ -143,6 +162,55 @@ class TechniquesSection(Section):
         return value
 
 
+class ModelOverrides(Section):
+    """A second model of a scenario (a distillation student, the small model of a growth):
+    the scenario's model with these fields changed, or `preset` with them."""
+
+    preset: str | None = None
+    flavour: Literal["gpt2", "llama"] | None = None
+    n_layer: int | None = Field(None, ge=1)
+    n_head: int | None = Field(None, ge=1)
+    n_kv_head: int | None = Field(None, ge=1)
+    d_model: int | None = Field(None, ge=1)
+    d_ff: int | None = Field(None, ge=1)
+
+
+class InferenceSection(Section):
+    """kind: inference. The model is trained for train.steps (not measured), then loaded in
+    the precision/quantization of the trial and measured: weights, prefill, decode, perplexity."""
+
+    batch_size: int = Field(1, ge=1)
+    prompt_len: int = Field(128, ge=1)
+    decode_tokens: int = Field(32, ge=1)
+    repeats: int = Field(5, ge=1)  # timed prefill passes; the median is reported
+
+
+class DistillationSection(Section):
+    """kind: distill. The scenario's model is the teacher, trained first for `teacher_steps`
+    (not measured); the student is trained for train.steps, from scratch or distilled."""
+
+    method: Literal["scratch", "distill"] = "distill"
+    student: ModelOverrides = ModelOverrides()
+    teacher_steps: int = Field(200, ge=1)
+    alpha: float = Field(0.5, ge=0, le=1)  # weight of the KL term; 1 - alpha weighs the CE
+    temperature: float = Field(2.0, gt=0)
+
+
+class GrowthSection(Section):
+    """kind: grow. The scenario's model is the large one; the small one is trained first for
+    `small_steps`, then grown (LiGO: a learned operator; stack: layer copying) or not used."""
+
+    method: Literal["scratch", "stack", "ligo"] = "ligo"
+    small: ModelOverrides = ModelOverrides()
+    small_steps: int = Field(200, ge=1)
+    operator_steps: int = Field(100, ge=1)
+    operator_lr: float = Field(1.0e-3, gt=0)
+    noise_std: float = Field(0.01, ge=0)  # on the operator's new width dimensions
+
+
+KINDS = {"train": None, "inference": "inference", "distill": "distillation", "grow": "growth"}
+
+
 class Scenario(Section):
     name: str = Field(min_length=1, max_length=120, pattern=r"^[^/\\\x00]+$")
     description: str = ""
@@ -150,6 +218,10 @@ class Scenario(Section):
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     techniques: TechniquesSection = TechniquesSection()
+    kind: Literal["train", "inference", "distill", "grow"] = "train"  # what one trial does
+    inference: InferenceSection = InferenceSection()
+    distillation: DistillationSection = DistillationSection()
+    growth: GrowthSection = GrowthSection()
     repeats: int = Field(1, ge=1)
     timeout_s: float = Field(900.0, gt=0)  # per trial, worker start-up included
     matrix: dict[str, list[Any]] | None = None
@@ -157,9 +229,19 @@ class Scenario(Section):
     include: list[dict[str, Any]] = []
     baseline: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _kind_sections(self) -> "Scenario":
+        for kind, section in KINDS.items():
+            if section and section in self.model_fields_set and self.kind != kind:
+                raise PydanticCustomError(
+                    "section_without_kind", "the {section} section needs kind: {kind} (kind is {now})",
+                    {"section": section, "kind": kind, "now": self.kind})
+        return self
+
 
 SECTIONS: dict[str, type[Section]] = {
     "model": ModelSection, "data": DataSection, "train": TrainSection,
+    "inference": InferenceSection, "distillation": DistillationSection, "growth": GrowthSection,
 }
 
 

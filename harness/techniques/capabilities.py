@@ -67,8 +67,16 @@ def parallel_rule(t: Techniques, facts: DeviceFacts, model: Model) -> str | None
     return parallel_unsupported_reason(t, facts)
 
 
+def quantization_rule(t: Techniques, facts: DeviceFacts, model: Model) -> str | None:
+    if t.get("quantization", "none") == "none":
+        return None
+    from harness.techniques.quantization import int8_unsupported_reason
+
+    return int8_unsupported_reason(facts.type, facts.libraries)
+
+
 RULES: tuple[Rule, ...] = (precision_rule, optimizer_rule, attention_rule, checkpointing_rule,
-                           parallel_rule)
+                           parallel_rule, quantization_rule)
 
 
 def unsupported_reason(techniques: Techniques, facts: DeviceFacts, model: Model | None = None) -> str | None:

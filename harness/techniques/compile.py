@@ -15,6 +15,13 @@ def apply_compile(model: nn.Module, setting: bool | str) -> nn.Module:
     if setting is False:
         return model
     mode = None if setting in (True, "default") else setting
+    from harness.models.moe import routed_layers
+
+    if routed_layers(model):
+        # a routed layer stores its auxiliary loss on itself (a forward side effect); inside a
+        # checkpointed block dynamo would otherwise break the graph there and run the block
+        # eagerly. The recompute skips that store anyway (RoutedExperts checks for backward).
+        torch._dynamo.config.skip_fwd_side_effects_in_bwd_under_checkpoint = True
     return torch.compile(model, mode=mode)
 
 

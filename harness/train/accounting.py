@@ -20,11 +20,12 @@ from harness.train.loop import LoopOutcome
 
 
 def account_flops(out: LoopOutcome, config: GPTConfig, seq_len: int, techniques: dict[str, Any],
-                  facts: DeviceFacts, devices: int = 1) -> None:
-    """Model FLOPs/token (6N + 12LHQT), hardware FLOPs/token (plus recomputed forwards),
-    achieved TFLOP/s, and MFU/HFU against the peak of `devices` devices for the compute dtype
-    (`tokens_per_s` is global: all ranks)."""
-    model_flops = model_flops_per_token(config, seq_len)
+                  facts: DeviceFacts, devices: int = 1, extra_flops_per_token: float = 0.0) -> None:
+    """Model FLOPs/token (6N + 12LHQT, active parameters for a Mixture of Experts, plus
+    `extra_flops_per_token` such as a distillation teacher's forward pass), hardware FLOPs/token
+    (plus recomputed forwards), achieved TFLOP/s, MFU/HFU against the peak of `devices` devices
+    for the compute dtype (`tokens_per_s` is global: all ranks), and FLOPs to the target loss."""
+    model_flops = model_flops_per_token(config, seq_len) + extra_flops_per_token
     blocks = recomputed_blocks(techniques["checkpointing"], config.n_layer)
     hardware_flops = model_flops + recompute_flops_per_token(config, seq_len, blocks)
     tokens_per_s = out.metrics["tokens_per_s"]
@@ -33,6 +34,8 @@ def account_flops(out: LoopOutcome, config: GPTConfig, seq_len: int, techniques:
         "hardware_flops_per_token": float(hardware_flops),
         "achieved_tflops": model_flops * tokens_per_s / 1e12,
     })
+    if "tokens_to_target" in out.metrics:
+        out.metrics["flops_to_target"] = out.metrics["tokens_to_target"] * model_flops
     dtype = peaks.compute_dtype(techniques["precision"])
     peak = peaks.peak_for(facts, dtype, peaks.default_cache_dir())
     if peak is None:

@@ -21,7 +21,9 @@ from harness.metrics import MemoryMeter, SavedTensorMeter, StepTimer
 from harness.metrics.energy import EnergyMeter, power_series
 from harness.metrics.energy import metrics_from as energy_metrics
 from harness.metrics.memory import local_nbytes
+from harness.metrics.routing import reset_router_stats, router_metrics
 from harness.techniques import Precision
+from harness.train.convergence import ConvergenceSettings, ConvergenceTracker
 from harness.train.step import TrainStep, next_token_loss
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
@@ -46,6 +48,7 @@ class LoopSettings:
     progress_every: int = 1
     rank: int = 0  # each rank of a data-parallel trial reads its own micro-batches
     world_size: int = 1
+    convergence: ConvergenceSettings = ConvergenceSettings()
 
 
 @dataclass
@@ -78,6 +81,16 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
                 raise Diverged(bad, history[: bad + 1])
             progress(done, total)
 
+    tokens_per_step = batch_size * splits.seq_len * settings.grad_accum
+    tracker = None
+    if settings.convergence.enabled:
+        eval_batches = splits.eval_batches(batch_size)
+        global_tokens = tokens_per_step * settings.world_size
+        tracker = ConvergenceTracker(
+            settings.convergence, lambda: evaluate(model, precision, eval_batches, device),
+            global_tokens, settings.convergence.interval_steps(global_tokens, total), device)
+        tracker.start()
+
     energy = EnergyMeter(device)  # the same meter for both windows: devices found once
     t0 = time.perf_counter()
     with energy:  # the warm-up's energy, apart from the measured window's
@@ -86,19 +99,30 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
             if index == 0:
                 out.notes["first_step_s"] = _synchronized_since(t0, device)
             look_at_losses(index + 1)
+            if tracker is not None:
+                tracker.evaluate_if_due(index + 1)
     warmup_energy_j = energy.reading.energy_j
 
+    reset_router_stats(bare_model)  # routing figures cover the measured steps only
+    done = total
     with energy, StepTimer(device) as timer, MemoryMeter(device) as memory:
         for index in range(settings.warmup_steps, total):
             micro_batches = batches(index)
             with timer.step():
                 losses.append(step(micro_batches))
             look_at_losses(index + 1)
+            if tracker is not None:
+                before = tracker.paused_s
+                tracker.evaluate_if_due(index + 1, last=index + 1 == total)
+                timer.leave_out(tracker.paused_s - before)
+                if tracker.should_stop():
+                    done = index + 1
+                    break
+    routing, routing_series = router_metrics(bare_model)
     times = timer.result()
 
     history = torch.stack(losses).tolist()
-    measured = total - settings.warmup_steps
-    tokens_per_step = batch_size * splits.seq_len * settings.grad_accum
+    measured = done - settings.warmup_steps
     out.metrics.update({
         "tokens_per_s": tokens_per_step * measured / times.window_s,
         "step_time_s": times.median_s,
@@ -121,6 +145,14 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
     out.series.update(power_series(energy.reading))
     out.series["loss"] = history
     out.series["step_time_s"] = times.step_times_s
+    out.metrics.update(routing)
+    out.series.update(routing_series)
+    if tracker is not None:
+        metrics, unmeasured, series, notes = tracker.results()
+        out.metrics.update(metrics)
+        out.unmeasured.update(unmeasured)
+        out.series.update(series)
+        out.notes.update(notes, stopped_early=done < total, energy_includes_evaluations=True)
 
     progress(total, total)
     x, y = batches(0)[0]

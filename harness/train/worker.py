@@ -30,11 +30,27 @@ PROGRESS_PREFIX = "@@harness "
 TRACEBACK_TAIL = 4000  # characters of a failure's traceback kept in the store
 
 
+def runner_of(kind: str):
+    """The function that runs one trial of `kind` (the scenario's `kind`)."""
+    if kind == "train":
+        return run_trial
+    if kind == "inference":
+        from harness.inference.trial import run_inference_trial
+        return run_inference_trial
+    if kind == "distill":
+        from harness.distillation.trial import run_distillation_trial
+        return run_distillation_trial
+    if kind == "grow":
+        from harness.growth.trial import run_growth_trial
+        return run_growth_trial
+    raise ValueError(f"unknown trial kind {kind!r}")
+
+
 def run_and_classify(spec: TrialSpec, progress=lambda done, total: None) -> TrialResult:
-    """run_trial, with every way a trial can end turned into a status."""
+    """The trial kind's runner, with every way a trial can end turned into a status."""
     started = utc_now()
     try:
-        result = run_trial(spec, progress)
+        result = runner_of(spec.kind)(spec, progress)
     except Diverged as err:
         result = TrialResult(spec.trial_id, "diverged", reason=str(err),
                              series={"loss": err.losses})
