@@ -33,12 +33,9 @@ class Section(BaseModel):
         return data
 
 
-class ModelSection(Section):
-    """`arch` is 'gpt' or an import path ('pkg.mod:build' or 'file.py:build') of a builder
-    that takes a GPTConfig. `preset` names a size; explicit fields override it."""
+class ModelFields(Section):
+    """The GPTConfig fields a scenario may set; None keeps the preset's (or base model's) value."""
 
-    arch: str = "gpt"
-    preset: str | None = "tiny"
     flavour: Literal["gpt2", "llama"] | None = None
     n_layer: int | None = Field(None, ge=1)
     n_head: int | None = Field(None, ge=1)
@@ -54,6 +51,14 @@ class ModelSection(Section):
     capacity_factor: float | None = Field(None, gt=0)
     router_aux_loss_coef: float | None = Field(None, ge=0)
     router_z_loss_coef: float | None = Field(None, ge=0)
+
+
+class ModelSection(ModelFields):
+    """`arch` is 'gpt' or an import path ('pkg.mod:build' or 'file.py:build') of a builder
+    that takes a GPTConfig. `preset` names a size; explicit fields override it."""
+
+    arch: str = "gpt"
+    preset: str | None = "tiny"
 
 
 class DataSection(Section):
@@ -162,17 +167,11 @@ class TechniquesSection(Section):
         return value
 
 
-class ModelOverrides(Section):
+class ModelOverrides(ModelFields):
     """A second model of a scenario (a distillation student, the small model of a growth):
     the scenario's model with these fields changed, or `preset` with them."""
 
     preset: str | None = None
-    flavour: Literal["gpt2", "llama"] | None = None
-    n_layer: int | None = Field(None, ge=1)
-    n_head: int | None = Field(None, ge=1)
-    n_kv_head: int | None = Field(None, ge=1)
-    d_model: int | None = Field(None, ge=1)
-    d_ff: int | None = Field(None, ge=1)
 
 
 class InferenceSection(Section):
