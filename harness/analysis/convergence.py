@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.trials import as_number
+
 EVAL_SERIES = ("eval_tokens", "eval_loss", "eval_time_s")
 EVAL_CURVE_COLUMNS = ("trial_id", "name", "tokens", "loss", "time_s", "flops")
 
@@ -75,8 +77,4 @@ def final_eval_loss(curve: pd.DataFrame) -> float:
 
 
 def _flops_per_token(trial: dict[str, Any]) -> float:
-    value = (trial.get("metrics") or {}).get("flops_per_token")
-    try:
-        return math.nan if value is None else float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    return as_number((trial.get("metrics") or {}).get("flops_per_token"))

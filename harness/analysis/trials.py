@@ -51,7 +51,7 @@ def trial_frame(trials: list[dict[str, Any]]) -> pd.DataFrame:
         row.update({PARAM_PREFIX + axis: params.get(axis) for axis in axes})
         row.update(_batch_shape(trial.get("spec") or {}))
         metrics = trial.get("metrics") or {}
-        row.update({name: _number(metrics.get(name)) for name in (*METRICS, *extra_metrics)})
+        row.update({name: as_number(metrics.get(name)) for name in (*METRICS, *extra_metrics)})
         rows.append(row)
     columns = [*IDENTITY, *(PARAM_PREFIX + a for a in axes), *BATCH_SHAPE, *METRICS, *extra_metrics]
     frame = pd.DataFrame(rows, columns=columns)
@@ -87,8 +87,9 @@ def memory_metric(frame: pd.DataFrame) -> str:
     return "peak_rss_bytes"
 
 
-def _number(value: Any) -> float:
-    # JSON may carry a diverged figure as None or a string such as "inf"
+def as_number(value: Any) -> float:
+    """A stored figure as a float: NaN for None or anything unparseable.
+    JSON may carry a diverged figure as None or a string such as "inf"."""
     if value is None:
         return math.nan
     try:

@@ -19,6 +19,7 @@ from torch import nn
 
 from harness.growth.learn import learn_operator
 from harness.growth.operator import GrowthOperator, grow, operator_flops_per_step, stack_grow
+from harness.metrics.timing import synchronize
 from harness.models import GPT, GPTConfig, model_flops_per_token
 from harness.spec import TrialSpec
 from harness.train.fit import FitSettings, fit
@@ -70,8 +71,7 @@ def _learn_and_grow(small: nn.Module, large: nn.Module, small_config: GPTConfig,
     losses = learn_operator(operator, small, large, batches, steps, settings["operator_lr"],
                             lambda logits, y: next_token_loss(logits, y))
     grow(small, large, operator)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - t0
     tokens = float(steps * batch * ctx.splits.seq_len)
     flops = (tokens * model_flops_per_token(ctx.config, ctx.splits.seq_len)

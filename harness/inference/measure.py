@@ -29,7 +29,7 @@ from typing import ContextManager
 import torch
 from torch import nn
 
-from harness.metrics.timing import StepTimer
+from harness.metrics.timing import StepTimer, synchronize
 from harness.models.kv_cache import KVCache
 from harness.techniques.quantization import is_int8_linear
 
@@ -143,10 +143,10 @@ def decode_tokens_per_s(model: nn.Module, prompts: torch.Tensor, new_tokens: int
             _decode(model, cache, _prefill(model, prompts, cache, autocast), new_tokens, autocast)
             cache.reset()
         token = _prefill(model, prompts, cache, autocast)
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         _decode(model, cache, token, new_tokens, autocast)
-        _synchronize(device)
+        synchronize(device)
         seconds = time.perf_counter() - start
     return B * new_tokens / seconds
 
@@ -214,8 +214,3 @@ def _config(model: nn.Module):
         raise TypeError(f"KV-cached decoding needs a harness GPT (a `config` and "
                         f"forward(idx, cache=...)), got {type(model).__name__}")
     return config
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -56,12 +56,12 @@ class StepTimer:
         self._left_out_s += seconds
 
     def __enter__(self) -> StepTimer:
-        _synchronize(self.device)
+        synchronize(self.device)
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
-        _synchronize(self.device)
+        synchronize(self.device)
         self._window_s = time.perf_counter() - self._t0 - self._left_out_s
 
     @contextmanager
@@ -75,7 +75,7 @@ class StepTimer:
         else:
             t0 = time.perf_counter()
             yield
-            _synchronize(self.device)
+            synchronize(self.device)
             self._times.append(time.perf_counter() - t0)
 
     def result(self) -> StepTimes:
@@ -85,7 +85,8 @@ class StepTimer:
         return StepTimes(times, self._window_s)
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a no-op on a CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":

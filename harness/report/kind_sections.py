@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import final_eval_loss, growth_savings
+from harness.analysis.trials import as_number
 from harness.report import kind_figures, units
 from harness.report.tables import Table, _row_class
 
@@ -152,10 +153,10 @@ def routing_table(trials: list[dict[str, Any]]) -> Table | None:
     rows, classes = [], []
     for trial in moe:
         model, metrics, notes = _model(trial), trial.get("metrics") or {}, trial.get("notes") or {}
-        active = [units.count(_float(_active_parameters(trial)))] if with_active else []
+        active = [units.count(as_number(_active_parameters(trial)))] if with_active else []
         rows.append([trial["name"], f"{model['n_experts']} (top-{model.get('expert_top_k', 1)})",
-                     units.count(_float(notes.get("parameters"))), *active,
-                     *(fmt(_float(metrics.get(key))) for key, _, fmt in ROUTER_COLUMNS)])
+                     units.count(as_number(notes.get("parameters"))), *active,
+                     *(fmt(as_number(metrics.get(key))) for key, _, fmt in ROUTER_COLUMNS)])
         classes.append(_row_class(trial["status"], False))
     return Table(headers, rows, classes, [False, False] + [True] * (len(headers) - 2))
 
@@ -208,25 +209,25 @@ def distillation_table(trials: list[dict[str, Any]]) -> Table | None:
     for trial in distill:
         m = trial.get("metrics") or {}
         if "teacher_eval_loss" in m:
-            rows.append(["teacher", trial["name"], units.count(_float((trial.get("notes") or {})
+            rows.append(["teacher", trial["name"], units.count(as_number((trial.get("notes") or {})
                                                                       .get("teacher_parameters"))),
-                         units.loss(_float(m.get("teacher_eval_loss"))),
-                         units.number(_float(m.get("teacher_perplexity"))),
-                         units.tokens_per_s(_float(m.get("teacher_prefill_tokens_per_s"))),
+                         units.loss(as_number(m.get("teacher_eval_loss"))),
+                         units.number(as_number(m.get("teacher_perplexity"))),
+                         units.tokens_per_s(as_number(m.get("teacher_prefill_tokens_per_s"))),
                          *_teacher_cost(m)])
             classes.append(_row_class(trial["status"], False))
     for trial in distill:
         m = trial.get("metrics") or {}
         method = _method(trial, "distillation.method")
-        eval_loss = _float(m.get("eval_loss"))
-        perplexity = _float(m.get("perplexity"))
+        eval_loss = as_number(m.get("eval_loss"))
+        perplexity = as_number(m.get("perplexity"))
         if math.isnan(perplexity):
             with np.errstate(over="ignore"):  # inf, not an error, for a huge loss
                 perplexity = float(np.exp(eval_loss))
         cost = _teacher_cost(m) if method != "scratch" else ["none (no teacher)"] * 3
-        rows.append([f"student ({method})", trial["name"], units.count(_float(m.get("student_parameters"))),
+        rows.append([f"student ({method})", trial["name"], units.count(as_number(m.get("student_parameters"))),
                      units.loss(eval_loss), units.number(perplexity),
-                     units.tokens_per_s(_float(m.get("student_prefill_tokens_per_s"))), *cost])
+                     units.tokens_per_s(as_number(m.get("student_prefill_tokens_per_s"))), *cost])
         classes.append(_row_class(trial["status"], False))
     return Table(headers, rows, classes, [False, False] + [True] * (len(headers) - 2))
 
@@ -284,9 +285,9 @@ def _inference_reference(rows: pd.DataFrame) -> tuple[dict[str, float], str]:
 
 
 def _teacher_cost(metrics: dict[str, Any]) -> list[str]:
-    return [units.tokens(_float(metrics.get("teacher_train_tokens"))),
-            units.seconds(_float(metrics.get("teacher_train_time_s"))),
-            units.flops(_float(metrics.get("teacher_train_flops")))]
+    return [units.tokens(as_number(metrics.get("teacher_train_tokens"))),
+            units.seconds(as_number(metrics.get("teacher_train_time_s"))),
+            units.flops(as_number(metrics.get("teacher_train_flops")))]
 
 
 def _expert_loads(trials: list[dict[str, Any]],
@@ -323,14 +324,8 @@ def _notes(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _over(value: float | None, reference: float) -> float:
-    value = _float(value)
+    value = as_number(value)
     if math.isnan(value) or math.isnan(reference) or reference == 0:
         return math.nan
     return value / reference
 
-
-def _float(value: Any) -> float:
-    try:
-        return math.nan if value is None else float(value)
-    except (TypeError, ValueError):
-        return math.nan

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from harness.metrics.timing import synchronize
+
 CONVERGENCE_SERIES = ("eval_tokens", "eval_loss", "eval_time_s")
 EVALUATIONS_BY_DEFAULT = 20  # with a target but no interval: about this many over the run
 
@@ -69,11 +71,11 @@ class ConvergenceTracker:
         return done % self.interval_steps == 0
 
     def evaluate_if_due(self, done: int, last: bool = False) -> None:
-        if self.due(done) or (last and (not self.tokens or self.tokens[-1] != done * self.tokens_per_step)):
+        if self.due(done) or last:
             self._record(done)
 
     def _record(self, done: int) -> None:
-        _synchronize(self.device)
+        synchronize(self.device)
         paused_at = time.perf_counter()
         loss = self.evaluate()
         self.tokens.append(float(done * self.tokens_per_step))
@@ -82,7 +84,7 @@ class ConvergenceTracker:
         target = self.settings.target_loss
         if self.reached_at is None and target is not None and _agreed(loss <= target, self.device):
             self.reached_at = len(self.losses) - 1
-        _synchronize(self.device)
+        synchronize(self.device)
         self._paused_s += time.perf_counter() - paused_at
 
     @property
@@ -121,8 +123,3 @@ def _agreed(flag: bool, device: torch.device) -> bool:
     value = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item())
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from harness.data import TokenSplits
+from harness.metrics.timing import synchronize
 from harness.models import GPTConfig, model_flops_per_token
 from harness.techniques import Precision, apply_precision
 from harness.techniques.optimizers import make_optimizer
@@ -52,7 +53,7 @@ def fit(model: nn.Module, config: GPTConfig, splits: TokenSplits, device: torch.
     optimizer = make_optimizer(model, settings.optimizer, settings.lr, settings.weight_decay)
     step = make_train_step(model, optimizer, precision, settings.grad_clip)
     batch = settings.micro_batch_size
-    _synchronize(device)
+    synchronize(device)
     t0 = time.perf_counter()
     loss = torch.zeros(())
     for index in range(settings.steps):
@@ -65,8 +66,3 @@ def fit(model: nn.Module, config: GPTConfig, splits: TokenSplits, device: torch.
     return FitResult(tokens=tokens, seconds=seconds,
                      flops=tokens * model_flops_per_token(config, splits.seq_len),
                      final_loss=final, eval_loss=eval_loss)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

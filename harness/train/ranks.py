@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from harness.metrics.timing import synchronize
 from harness.techniques import Precision
 from harness.train.step import next_token_loss
 
@@ -84,13 +85,13 @@ def exposed_comm_fraction(model: nn.Module, precision: Precision, no_sync: Calla
     def timed(context: Callable[[], ContextManager]) -> float:
         times = []
         for _ in range(repeats):
-            _synchronize(x.device)
+            synchronize(x.device)
             t0 = time.perf_counter()
             with context():
                 with precision.autocast():
                     logits = model(x)
                 next_token_loss(logits, y).backward()
-            _synchronize(x.device)
+            synchronize(x.device)
             times.append(time.perf_counter() - t0)
             model.zero_grad(set_to_none=True)
         return statistics.median(times)
@@ -99,10 +100,3 @@ def exposed_comm_fraction(model: nn.Module, precision: Precision, no_sync: Calla
 
     synced, unsynced = timed(nullcontext), timed(no_sync)
     return max(0.0, synced - unsynced) / step_time_s
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    if dist.is_initialized():
-        dist.barrier()
