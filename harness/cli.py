@@ -54,6 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--out", type=Path, help="file (default: standard output)")
 
+    claims = commands.add_parser("claims", help="the verdict of every published claim, from stored results")
+    claims.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="results database, JSON export, or folder of JSON exports")
+    claims.add_argument("--claims", dest="claims_file", type=Path,
+                        help="claims file (default: scenarios/claims.yaml of this checkout)")
+    claims.add_argument("--format", default="table", choices=["table", "markdown", "json"])
+
+    from harness.procure import command as procure_command
+    from harness.regression import compare_command, history_command
+
+    compare_command.add_arguments(commands.add_parser(
+        "compare", help="a candidate run against a baseline run: exit 1 on a regression"))
+    history_command.add_arguments(commands.add_parser(
+        "history", help="each metric over a scenario's runs; regressions by a K-consecutive policy"))
+
+    procure_command.add_arguments(commands.add_parser(
+        "procure", help="machines side by side on one scenario: $ per million tokens, projected training cost"))
+
+    imports = commands.add_parser("import", help="bring JSON exports from other machines into a database")
+    imports.add_argument("exports", nargs="+", type=Path, help="JSON export files or folders of them")
+    imports.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="database to add them to")
+
     commands.add_parser("env", help="print the environment fingerprint stored with every trial")
     runs = commands.add_parser("runs", help="list the runs in a results database")
     runs.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
@@ -146,9 +168,86 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     store = ResultStore(args.results, create=False)
     run = store.run(args.run_id)
-    text = export_trials(store.trials(run.run_id), args.format, args.out)
+    text = export_trials(store.trials(run.run_id, with_series=True), args.format, args.out)
     if text is not None:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness.claims import default_claims_path, evaluate_claims, load_claims, results_frame
+    from harness.report.claims_table import claims_table
+    from harness.store import open_results
+
+    claims = load_claims(args.claims_file or default_claims_path())
+    store = open_results(args.results)
+    results = evaluate_claims(store, claims)
+    if args.format == "json":
+        print(results_frame(results).to_json(orient="records", indent=2))
+        return 0
+    table = claims_table(results)
+    if args.format == "markdown":
+        from harness.report.markdown import table_markdown
+
+        print(table_markdown(table))
+        return 0
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    shown = RichTable(title=f"{len(results)} claims against {args.results}", show_lines=True)
+    for header in ("claim", "verdict", "measured (95% interval)", "claimed", "hardware", "why"):
+        shown.add_column(header, overflow="fold")
+    for row in table.rows:
+        claim, verdict, measured, claimed, _, hardware, why, _ = row
+        shown.add_row(claim, f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]" if verdict in
+                      VERDICT_STYLE else verdict, measured, claimed, hardware, why)
+    Console(width=max(Console().width, 140)).print(shown)
+    return 0
+
+
+VERDICT_STYLE = {"confirmed": "green", "partly": "yellow", "refuted": "red",
+                 "inconclusive": "magenta", "not-testable-here": "dim", "unsourced": "dim italic"}
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.regression import compare_command
+
+    return compare_command.run(args)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from harness.regression import history_command
+
+    return history_command.run(args)
+
+
+def cmd_procure(args: argparse.Namespace) -> int:
+    from harness.procure import command as procure_command
+    from harness.regression import compare_command
+
+    compare_command.add_arguments(commands.add_parser(
+        "compare", help="a candidate run against a baseline run: exit 1 on a regression"))
+    history_command.add_arguments(commands.add_parser(
+        "history", help="each metric over a scenario's runs; regressions by a K-consecutive policy"))
+
+    return procure_command.run(args)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from harness.store import ResultStore, import_trials, read_export
+
+    files = []
+    for path in args.exports:
+        found = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if not found:
+            raise InputError("no JSON exports (*.json) in this folder", file=str(path))
+        files += found
+    exports = [(file, read_export(file)) for file in files]  # all checked before any is written
+    store = ResultStore(args.results)
+    for file, trials in exports:
+        added = import_trials(store, trials)
+        print(f"{file}: {added.trials_added} trials added ({added.runs_added} new runs), "
+              f"{added.trials_present} already present")
     return 0
 
 
@@ -192,4 +291,6 @@ def default_report_dir(scenario: str) -> Path:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,
-            "export": cmd_export, "env": cmd_env, "runs": cmd_runs}
+            "export": cmd_export, "claims": cmd_claims, "compare": cmd_compare, "history": cmd_history,
+            "procure": cmd_procure,
+            "import": cmd_import, "env": cmd_env, "runs": cmd_runs}

@@ -6,7 +6,7 @@ Statistics come from `harness.analysis`; this module picks, formats and explains
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -23,7 +23,9 @@ from harness.analysis import (
     ratios_to_baseline,
     trial_frame,
 )
-from harness.report import figures, units
+from harness.claims import ClaimResult, LoadedClaim, claims_for_run, default_claims_path, load_claims
+from harness.report import analyst, figures, tradeoff_figures, units
+from harness.report.claims_table import claims_table
 from harness.report.kind_sections import kind_figures_for, kind_sections
 from harness.report.tables import (
     MEMORY_LABELS,
@@ -74,6 +76,9 @@ HOW_MEASURED = {
               "window (synchronised), summed over the trial's GPUs; where the counter is missing or "
               "the window too short, sampled power integrated over it. Board-level: it includes "
               "anything else on the GPU. The method of each trial is named.",
+    "pareto": "one point per combination (medians over ok repeats): tokens/s against peak "
+              "memory; the line joins the combinations no other beats on both (the Pareto "
+              "front); colour marks energy per token where NVML measured it.",
     "power": "board power of the trial's GPUs (summed), sampled by NVML during the measured window.",
     "loss curves": "the training loss of every step, warm-up steps included (shaded); the "
                    "dashed line is the synthetic source's entropy rate, the lowest loss any "
@@ -114,12 +119,20 @@ class ReportContent:
     accounting: list[tuple[str, str, Table]]  # (title, what it shows, table)
     measurements: list[tuple[str, str]]  # (column, how it is measured)
     environment: Table
+    summary: list[tuple[str, str]] = field(default_factory=list)  # best by throughput, memory, energy
+    claims: Table | None = None  # verdicts of the claims this run bears on
+    verdict_counts: str = ""  # "2 confirmed, 1 refuted, ..."
+    claims_note: str = analyst.HOW["claims"]
+    analysis: list[tuple[str, str, Table]] = field(default_factory=list)  # statistics, effects
     dash_meaning: str = DASH_MEANING
 
 
-def build_content(store: ResultStore, run_id: str) -> ReportContent:
+def build_content(store: ResultStore, run_id: str,
+                  claims: list[LoadedClaim] | None = None) -> ReportContent:
+    """Everything the report says about run `run_id`. `claims` defaults to the shipped claims
+    file (when this checkout has one)."""
     run = store.run(run_id)
-    trials = store.trials(run.run_id)
+    trials = store.trials(run.run_id, with_series=True)
     frame = ratios_to_baseline(trial_frame(trials), run.baseline)
     combos = compare_to_baseline(frame, run.baseline)
     memory = memory_metric(frame)
@@ -136,7 +149,20 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
     if with_ratios:
         measurements.append(("ratios", HOW_MEASURED["ratios"]))
 
+    if claims is None and default_claims_path().is_file():
+        claims = load_claims(default_claims_path())
+    verdicts = claims_for_run(store, run.run_id, claims or [])
+    analysis = [(title, analyst.HOW[key], table) for title, key, table in (
+        ("Against the baseline, with intervals", "statistics",
+         analyst.statistics_table(trials, baseline_name, memory)),
+        ("Which technique bought what", "effects",
+         analyst.effects_table(combos, run.baseline, memory))) if table is not None]
+
     return ReportContent(
+        summary=analyst.summary_lines(combos, memory, trials),
+        claims=claims_table(verdicts, compact=True) if verdicts else None,
+        verdict_counts=_verdict_counts(verdicts),
+        analysis=analysis,
         scenario=run.scenario,
         description=run.description.strip(),
         facts=_facts(run, trials),
@@ -150,11 +176,17 @@ def build_content(store: ResultStore, run_id: str) -> ReportContent:
                                t.get("traceback")) for t in trials if t["status"] != "ok"],
         figures=(_figures(frame, curves, trials, memory)
                  + [FigureBlock(*block) for block in kind_figures_for(trials, series_rows, evals)]
+                 + _tradeoff_figures(frame, combos, memory)
                  + _extra_figures(frame, trials, series_rows)),
         accounting=kind_sections(frame, trials, evals) + _accounting(frame, trials, memory),
         measurements=measurements,
         environment=environment_table(run.env),
     )
+
+
+def _verdict_counts(verdicts: list[ClaimResult]) -> str:
+    counts = pd.Series([v.verdict for v in verdicts], dtype=object).value_counts()
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
 
 
 def _accounting(frame: pd.DataFrame, trials: list[dict[str, Any]],
@@ -189,6 +221,22 @@ def _extra_figures(frame: pd.DataFrame, trials: list[dict[str, Any]],
               if p["power_w"] and trial_id in names}
     if traces:
         blocks.append(FigureBlock("power", "Power", HOW_MEASURED["power"], figures.power_png(traces)))
+    return blocks
+
+
+def _tradeoff_figures(frame: pd.DataFrame, combos: pd.DataFrame, memory: str) -> list[FigureBlock]:
+    """Throughput against memory (energy marked), and the memory breakdown per trial; only for
+    runs whose trials trained and measured both."""
+    ok = combos[combos["ok_repeats"] > 0]
+    blocks = []
+    if (ok["tokens_per_s"].notna() & ok[memory].notna()).any():
+        blocks.append(FigureBlock("pareto", "Throughput against peak memory", HOW_MEASURED["pareto"],
+                                  tradeoff_figures.pareto_png(combos, memory, MEMORY_LABELS[memory])))
+    parts = ["parameter_bytes", "gradient_bytes", "optimizer_state_bytes", "activation_bytes"]
+    if any(c in frame and frame[c].notna().any() for c in parts):
+        blocks.append(FigureBlock("memory_breakdown", "Where the memory went",
+                                  HOW_MEASURED["memory breakdown"],
+                                  tradeoff_figures.memory_breakdown_png(frame, memory, MEMORY_LABELS[memory])))
     return blocks
 
 

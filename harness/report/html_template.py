@@ -20,12 +20,20 @@ table { border-collapse: collapse; font-size: 0.88rem; font-variant-numeric: tab
 th, td { border: 1px solid var(--line); padding: 0.3rem 0.55rem; text-align: left;
          vertical-align: top; }
 th { background: var(--soft); white-space: nowrap; }
+/* on a phone a long header would hold its column wider than the screen, hiding its cells */
+@media (max-width: 40rem) { th { white-space: normal; } }
 td.num { text-align: right; white-space: nowrap; }
 tr.baseline td { background: var(--base); }
 tr.baseline td:first-child::after { content: " baseline"; font-size: 0.75rem; font-weight: 600;
                                     color: #a34a00; }
 tr.status-failed td, tr.status-oom td, tr.status-timeout td, tr.status-diverged td { color: var(--bad); }
 tr.status-skipped td { color: var(--skip); }
+tr[class^="verdict-"] td:nth-child(2) { font-weight: 600; white-space: nowrap; }
+tr.verdict-confirmed td:nth-child(2) { color: #1a7f37; }
+tr.verdict-partly td:nth-child(2) { color: #9a6700; }
+tr.verdict-refuted td:nth-child(2) { color: var(--bad); }
+tr.verdict-inconclusive td:nth-child(2) { color: #8250df; }
+tr.verdict-not-testable-here td:nth-child(2), tr.verdict-unsourced td:nth-child(2) { color: var(--muted); }
 figure { margin: 1rem 0 1.5rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption, .note { color: var(--muted); font-size: 0.88rem; }
@@ -49,6 +57,16 @@ TEMPLATE = """<!DOCTYPE html>
 {% for key, value in c.facts %}<dt>{{ key }}</dt><dd>{{ value }}</dd>
 {% endfor %}</dl>
 </header>
+
+<h2>Summary</h2>
+<dl class="facts">
+{% for what, answer in c.summary %}<dt>{{ what }}</dt><dd>{{ answer }}</dd>
+{% endfor %}</dl>
+{% if c.claims %}
+<h3>Claims this run bears on: {{ c.verdict_counts }}</h3>
+{{ table(c.claims) }}
+<p class="note">{{ c.claims_note }}</p>
+{% endif %}
 
 {% if c.setup %}
 <h2>Setup</h2>
@@ -76,6 +94,12 @@ TEMPLATE = """<!DOCTYPE html>
 </li>
 {% endfor %}</ul>
 {% endif %}
+
+{% for title, how, t in c.analysis %}
+<h2>{{ title }}</h2>
+{{ table(t) }}
+<p class="note">{{ how }}</p>
+{% endfor %}
 
 {% if c.combinations %}
 <h2>Per combination (median over ok repeats)</h2>

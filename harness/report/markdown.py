@@ -42,6 +42,11 @@ def render_markdown(content: ReportContent) -> str:
         out += [f"> {escape_markdown(content.description)}", ""]
     out += [_facts(content.facts), ""]
 
+    out += ["## Summary", "", _facts(content.summary), ""]
+    if content.claims is not None:
+        out += [f"### Claims this run bears on: {escape_markdown(content.verdict_counts)}", "",
+                table_markdown(content.claims), "", f"*{escape_markdown(content.claims_note)}*", ""]
+
     if content.setup:
         out += ["## Setup", "", _facts(content.setup), ""]
 
@@ -60,6 +65,9 @@ def render_markdown(content: ReportContent) -> str:
         out += [f"- {escape_markdown(t.name)}: **{t.status}**: {escape_markdown(t.reason)}"
                 for t in content.unfinished]
         out.append("")
+
+    for title, how, table in content.analysis:
+        out += [f"## {title}", "", table_markdown(table), "", f"*{escape_markdown(how)}*", ""]
 
     if content.combinations is not None:
         out += ["## Per combination (median over ok repeats)", "",

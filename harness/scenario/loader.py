@@ -33,23 +33,14 @@ class LoadedScenario:
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedScenario:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError("no such file", file=str(path)) from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as err:
-        raise InputError(f"cannot read: {err.__class__.__name__}", file=str(path)) from None
-    data, lines = parse_yaml(text, str(path))
-    if not isinstance(data, dict):
-        raise InputError("a scenario is a mapping of keys (name, model, data, train, ...)",
-                         file=str(path), line=1)
+    text, data, lines = read_yaml_mapping(path, "a scenario is a mapping of keys (name, model, data, train, ...)")
     for item in overrides:
         _apply_override(data, item)
     _resolve_relative_paths(data, path.parent)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
-        raise _input_error(err, str(path), lines, overrides) from None
+        raise validation_error(err, str(path), lines, overrides) from None
     digest = hashlib.sha256(text.encode())
     for item in overrides:
         digest.update(b"\0" + item.encode())
@@ -57,6 +48,25 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     from harness.scenario.matrix import check_matrix  # matrix imports this module's types
 
     return check_matrix(loaded)  # the same scenario, matrix values coerced to their fields' types
+
+
+def read_yaml_mapping(path: Path, expected: str, field: str | None = None
+                      ) -> tuple[str, dict, dict[Loc, int]]:
+    """A YAML file's text, its top-level mapping and the line of every key; `expected` is
+    the error when the document is not a mapping; `field` names the option that gave the path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such file", file=str(path), field=field) from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as err:
+        raise InputError(f"cannot read: {err.__class__.__name__}", file=str(path)) from None
+    try:
+        data, lines = parse_yaml(text, str(path))
+    except ValueError as err:  # PyYAML's own date parser: an unquoted 2024-02-30
+        raise InputError(f"invalid YAML: {err}", file=str(path)) from None
+    if not isinstance(data, dict):
+        raise InputError(expected, file=str(path), line=1)
+    return text, data, lines
 
 
 def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Loc, int]]:
@@ -156,7 +166,7 @@ def _resolve_relative_paths(data: dict, base: Path) -> None:
             matrix[axis] = [resolve(v, is_import) for v in values]
 
 
-def _input_error(err: ValidationError, filename: str, lines: dict[Loc, int],
+def validation_error(err: ValidationError, filename: str, lines: dict[Loc, int],
                  overrides: tuple[str, ...]) -> InputError:
     first = err.errors(include_url=False)[0]
     loc: Loc = tuple(first["loc"])

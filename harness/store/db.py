@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ class RunInfo:
     started_at: str
     finished_at: str | None
     env: dict[str, Any]
+    overrides: list[str] = field(default_factory=list)
 
 
 def utc_now() -> str:
@@ -84,12 +85,13 @@ class ResultStore:
     # -- writing ------------------------------------------------------------------------
     def create_run(self, run_id: str, *, scenario: str, description: str, scenario_path: str,
                    scenario_hash: str, overrides: list[str], device: str,
-                   baseline: dict[str, Any] | None, planned_trials: int, env: dict[str, Any]) -> None:
+                   baseline: dict[str, Any] | None, planned_trials: int, env: dict[str, Any],
+                   started_at: str | None = None) -> None:
         with closing(self._connect()) as db, db:
             db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, scenario, description, scenario_path, scenario_hash, json.dumps(overrides),
-                 device, json.dumps(baseline), planned_trials, utc_now(), None,
+                 device, json.dumps(baseline), planned_trials, started_at or utc_now(), None,
                  env.get("harness_version"), env.get("git_commit"), env.get("git_dirty"),
                  json.dumps(env)))
 
@@ -111,9 +113,13 @@ class ResultStore:
                 [(run_id, spec.trial_id, name, step, _finite_or_none(value))
                  for name, values in result.series.items() for step, value in enumerate(values)])
 
-    def finish_run(self, run_id: str) -> None:
+    def finish_run(self, run_id: str, at: str | None = None) -> None:
         with closing(self._connect()) as db, db:
-            db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (utc_now(), run_id))
+            db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (at or utc_now(), run_id))
+
+    def has_run(self, run_id: str) -> bool:
+        with closing(self._connect()) as db:
+            return db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
 
     # -- reading ------------------------------------------------------------------------
     def run(self, run_id: str | None = None, scenario: str | None = None) -> RunInfo:
@@ -133,7 +139,8 @@ class ResultStore:
             scenario_path=row["scenario_path"], scenario_hash=row["scenario_hash"],
             device=row["device"], baseline=json.loads(row["baseline_json"] or "null"),
             planned_trials=row["planned_trials"], started_at=row["started_at"],
-            finished_at=row["finished_at"], env=json.loads(row["env_json"] or "{}"))
+            finished_at=row["finished_at"], env=json.loads(row["env_json"] or "{}"),
+            overrides=json.loads(row["overrides_json"] or "[]"))
 
     def runs(self) -> list[dict[str, Any]]:
         with closing(self._connect()) as db:
@@ -147,12 +154,19 @@ class ResultStore:
         with closing(self._connect()) as db:
             return {row[0] for row in db.execute("SELECT trial_id FROM trials WHERE run_id=?", (run_id,))}
 
-    def trials(self, run_id: str) -> list[dict[str, Any]]:
-        """Every trial of a run, in planned order, in the export's shape."""
+    def trials(self, run_id: str, *, with_series: bool = False) -> list[dict[str, Any]]:
+        """Every trial of a run, in planned order, in the export's shape: with `run` (the run's
+        own facts, so one trial object is self-describing) and, when asked, `series`."""
         with closing(self._connect()) as db:
             rows = db.execute("SELECT t.*, r.scenario FROM trials t JOIN runs r USING (run_id)"
                               " WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
-        return [{
+        run = self.run(run_id)
+        facts = {"description": run.description, "scenario_path": run.scenario_path,
+                 "device": run.device, "baseline": run.baseline,
+                 "planned_trials": run.planned_trials, "started_at": run.started_at,
+                 "finished_at": run.finished_at, "overrides": run.overrides}
+        by_trial = self.trial_series(run_id) if with_series else {}
+        trials = [{
             "schema_version": row["schema_version"], "run_id": row["run_id"],
             "scenario": row["scenario"], "trial_id": row["trial_id"], "name": row["name"],
             "params": json.loads(row["params_json"]), "status": row["status"],
@@ -163,7 +177,19 @@ class ResultStore:
             "harness_version": row["harness_version"], "git_commit": row["git_commit"],
             "git_dirty": None if row["git_dirty"] is None else bool(row["git_dirty"]),
             "spec": json.loads(row["spec_json"]), "env": json.loads(row["env_json"]),
+            "run": facts, "position": row["position"],
         } for row in rows]
+        if with_series:
+            for trial in trials:
+                trial["series"] = by_trial.get(trial["trial_id"], {})
+        return trials
+
+    def trial_series(self, run_id: str) -> dict[str, dict[str, list[float | None]]]:
+        """trial_id -> series name -> values in step order."""
+        out: dict[str, dict[str, list[float | None]]] = {}
+        for trial_id, name, _, value in self.series(run_id):
+            out.setdefault(trial_id, {}).setdefault(name, []).append(value)
+        return out
 
     def series(self, run_id: str) -> list[tuple[str, str, int, float | None]]:
         """(trial_id, series, step, value) rows of a run."""

@@ -1,5 +1,6 @@
 """Export a run's trials: JSON (one object per trial, DESIGN's shape), CSV and Parquet
-(one flat row per trial: params.*, metrics, status)."""
+(one flat row per trial: params.*, metrics, status), and pytest-benchmark's JSON (step times of
+the ok trials, for `pytest-benchmark compare` and its dashboards)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,25 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import InputError
+from harness.store.pytest_benchmark import pytest_benchmark_json
 
-FORMATS = ("json", "csv", "parquet")
+FORMATS = ("json", "csv", "parquet", "pytest-benchmark")
 JSON_KEYS = ("schema_version", "run_id", "scenario", "trial_id", "name", "params", "status",
              "reason", "metrics", "unmeasured", "notes", "scenario_hash", "harness_version",
-             "git_commit", "git_dirty", "started_at", "finished_at", "spec", "env")
+             "git_commit", "git_dirty", "started_at", "finished_at", "spec", "env", "run",
+             "position", "series")
 
 
 def export_trials(trials: list[dict[str, Any]], fmt: str, out: Path | None) -> str | None:
-    """Write `trials` to `out` (or return the text, for JSON and CSV to stdout)."""
+    """Write `trials` (`ResultStore.trials(run_id, with_series=True)`) to `out`, or return the
+    text (JSON and CSV, for standard output)."""
     if fmt == "json":
-        text = json.dumps([{key: trial[key] for key in JSON_KEYS} for trial in trials],
+        text = json.dumps([{key: trial[key] for key in JSON_KEYS if key in trial} for trial in trials],
                           indent=2, default=_json_safe)
+        return _write_text(text + "\n", out)
+    if fmt == "pytest-benchmark":
+        # allow_nan=False: the document is read by JavaScript dashboards too, which reject NaN
+        text = json.dumps(pytest_benchmark_json(trials), indent=4, allow_nan=False)
         return _write_text(text + "\n", out)
     frame = flat_frame(trials)
     if fmt == "csv":

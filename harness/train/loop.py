@@ -20,6 +20,7 @@ from harness.data import TokenSplits
 from harness.metrics import MemoryMeter, SavedTensorMeter, StepTimer
 from harness.metrics.energy import EnergyMeter, power_series
 from harness.metrics.energy import metrics_from as energy_metrics
+from harness.metrics.flop_count import COMPILED_REASON, count_step_flops, is_compiled
 from harness.metrics.memory import local_nbytes
 from harness.metrics.routing import reset_router_stats, router_metrics
 from harness.techniques import Precision
@@ -162,6 +163,7 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
     except Exception as err:  # e.g. a compiled graph that refuses saved-tensor hooks
         why = f"saved-tensor hooks failed: {err.__class__.__name__}: {err}"
         out.unmeasured.update({"activation_bytes": why, "gradient_bytes": why})
+    out.metrics.update(counted_flops_per_token(model, bare_model, precision, x, y, out.unmeasured))
     out.metrics["eval_loss"] = evaluate(model, precision, splits.eval_batches(batch_size), device)
     return out
 
@@ -184,6 +186,27 @@ def probe_backward(model: nn.Module, bare_model: nn.Module, precision: Precision
     gradient_bytes = sum(local_nbytes(p.grad) for p in bare_model.parameters() if p.grad is not None)
     bare_model.zero_grad(set_to_none=True)
     return meter.bytes, gradient_bytes
+
+
+def counted_flops_per_token(model: nn.Module, bare_model: nn.Module, precision: Precision,
+                            x: torch.Tensor, y: torch.Tensor, unmeasured: dict[str, str]
+                            ) -> dict[str, float]:
+    """`counted_flops_per_token`: one micro-batch's forward and backward FLOPs as counted by
+    FlopCounterMode, per token of this rank (recomputation included)."""
+    if is_compiled(model):
+        unmeasured["counted_flops_per_token"] = COMPILED_REASON
+        return {}
+
+    def forward_loss() -> torch.Tensor:
+        with precision.autocast():
+            logits = model(x)
+        return next_token_loss(logits, y)
+
+    try:
+        return {"counted_flops_per_token": count_step_flops(model, bare_model, forward_loss) / x.numel()}
+    except Exception as err:  # a custom model or strategy the counter cannot trace
+        unmeasured["counted_flops_per_token"] = f"FlopCounterMode failed: {err.__class__.__name__}: {err}"
+        return {}
 
 
 @torch.no_grad()

@@ -17,7 +17,8 @@ from harness.scenario import expand, load_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
-SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
+# claims.yaml and prices.yaml live beside the scenarios but are not scenarios
+SCENARIOS = sorted(p for p in (REPO / "scenarios").glob("*.yaml") if p.name not in ("claims.yaml", "prices.yaml"))
 
 BAD = "name: t\ndescription: d\nmodel: {preset: tiny}\nmatrx:\n  precision: [fp32, bf16]\n"
 

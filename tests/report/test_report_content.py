@@ -89,7 +89,8 @@ def test_rendered_markdown_shows_dash_and_status_not_zero(written_report):
 
 
 def test_every_figure_states_how_it_is_measured(content):
-    assert [f.slug for f in content.figures] == ["throughput", "memory", "loss"]
+    assert [f.slug for f in content.figures] == ["throughput", "memory", "loss", "pareto",
+                                                 "memory_breakdown"]
     assert all(f.how_measured and f.png.startswith(b"\x89PNG") for f in content.figures)
     assert "warm-up" in content.figures[0].how_measured
     labels = [label for label, _ in content.measurements]

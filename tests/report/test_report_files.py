@@ -22,7 +22,7 @@ def test_write_report_returns_the_two_files_it_wrote(written_report):
 def test_markdown_links_a_png_next_to_it_for_each_figure(written_report):
     _, md_path = written_report
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md_path.read_text())
-    assert links == ["throughput.png", "memory.png", "loss.png"]
+    assert links == ["throughput.png", "memory.png", "loss.png", "pareto.png", "memory_breakdown.png"]
     for link in links:
         assert (md_path.parent / link).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 

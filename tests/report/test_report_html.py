@@ -42,7 +42,7 @@ def test_html_fetches_nothing_from_the_network(written_report):
 def test_html_embeds_one_png_per_figure(written_report):
     html_path, _ = written_report
     images = _parse(html_path).images
-    assert len(images) == 3
+    assert len(images) == 5
     for src in images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG")

@@ -1,0 +1,221 @@
+"""A claim against one run's trials: the measured value with its interval, and a verdict.
+
+Verdicts (each with the reason in words):
+  unsourced           the figure has no primary source (the measurement is still shown)
+  not-testable-here   never testable here (e.g. needs 256 GPUs), no trial of it yet, its trials
+                      did not finish, or the hardware is not the claim's (a CPU run of a GPU claim:
+                      the measurement is shown for information)
+  confirmed           the effect is significant in the claimed direction and its interval
+                      reaches the claimed range; for a "no change" claim (the range holds the
+                      no-effect value), the whole interval lies inside the range
+  partly              significant in the claimed direction, but the interval misses the range
+  refuted             significant the other way, or no effect and the interval excludes the range;
+                      for a "no change" claim, the interval lies wholly outside the range
+  inconclusive        the interval reaches both "no effect" and the claimed range: more repeats
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import eval_curves, growth_savings, memory_metric, trial_frame
+from harness.analysis.samples import compare_metric
+from harness.analysis.stats import Estimate
+from harness.analysis.trials import combination_name
+from harness.claims.loader import LoadedClaim
+from harness.claims.schema import MEASURES, Claim
+from harness.claims.select import select
+
+VERDICTS = ("confirmed", "partly", "refuted", "inconclusive", "not-testable-here", "unsourced")
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    verdict: str
+    why: str
+    estimate: Estimate | None = None  # of the claim's measure
+    hardware: str | None = None
+    run_id: str | None = None
+    scenario: str | None = None
+    baseline: str | None = None  # the compared combinations, by name
+    treatment: str | None = None
+    run_with: str | None = None  # the scenario file that tests the claim
+
+
+def hardware_of(env: dict[str, Any], device: str | None) -> str:
+    name = env.get("device_name") or env.get("cpu_model") or device or "unknown device"
+    count = env.get("device_count")
+    if count and (env.get("device") or device) not in (None, "cpu") and count > 1:
+        return f"{count} × {name}"
+    return name
+
+
+def untested(loaded: LoadedClaim, why: str) -> ClaimResult:
+    """The result of a claim no run bears on."""
+    claim = loaded.claim
+    if claim.source.primary is None:
+        return ClaimResult(claim, "unsourced", "no primary source behind the figure; "
+                           + (claim.not_testable or why), run_with=loaded.scenario_path)
+    return ClaimResult(claim, "not-testable-here", claim.not_testable or why,
+                       run_with=loaded.scenario_path)
+
+
+def sides(claim: Claim, trials: list[dict[str, Any]], run_baseline: dict[str, Any] | None
+          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(baseline trials, treatment trials) of a run; either may be empty."""
+    if claim.not_testable is not None or claim.treatment is None:
+        return [], []
+    treatment = select(trials, claim.treatment, run_baseline, claim.pool)
+    if claim.baseline_metric is not None:
+        return treatment, treatment
+    return select(trials, claim.baseline or {}, run_baseline, claim.pool), treatment
+
+
+def evaluate_on_run(loaded: LoadedClaim, run, trials: list[dict[str, Any]],
+                    series_rows: list[tuple] | None = None) -> ClaimResult | None:
+    """The claim on one run (`run` a RunInfo, `trials` with series); None when the run does
+    not hold both sides of it."""
+    claim = loaded.claim
+    base, treat = sides(claim, trials, run.baseline)
+    if not base or not treat:
+        return None
+    common = dict(hardware=hardware_of(run.env, run.device), run_id=run.run_id,
+                  scenario=run.scenario, baseline=_name(base), treatment=_name(treat),
+                  run_with=loaded.scenario_path)
+    unfinished = _unfinished(base, treat)
+    if unfinished:
+        return ClaimResult(claim, "not-testable-here", unfinished, **common)
+    estimate, problem = _measure(claim, base, treat, trials, series_rows or [])
+    if estimate is None or math.isnan(estimate.point):
+        return ClaimResult(claim, "not-testable-here", problem or "no value measured", **common)
+    hardware_gap = _hardware_gap(claim, run, treat + base)
+    if claim.source.primary is None:
+        return ClaimResult(claim, "unsourced", "no primary source behind the figure; measured "
+                           "here for information", estimate, **common)
+    if hardware_gap:
+        return ClaimResult(claim, "not-testable-here", hardware_gap + "; measured here for "
+                           "information only", estimate, **common)
+    verdict, why = judge(claim, estimate)
+    return ClaimResult(claim, verdict, why, estimate, **common)
+
+
+def judge(claim: Claim, estimate: Estimate) -> tuple[str, str]:
+    """The verdict of a measured estimate against the claimed range (module docstring). An
+    estimate without an interval (one value per side) is judged on its point, and says so."""
+    expect, null = claim.expect, MEASURES[claim.measure][1]
+    low, high = estimate.low, estimate.high
+    single = not estimate.has_interval
+    what = "the value" if single else "the interval"
+    note = " (one value per side: no interval, no test)" if single else ""
+    if expect.contains(null):  # a "no change" claim: an equivalence test
+        lowest, highest = expect.bounds()
+        if lowest <= low and high <= highest:
+            return "confirmed", f"{what} lies inside the claimed range{note}"
+        if not expect.overlaps(low, high):
+            return "refuted", f"{what} lies outside the claimed range{note}"
+        return "inconclusive", "the interval straddles an end of the claimed range"
+    claimed_up = expect.bounds()[0] > null  # the claim is of an increase of the measure
+    effect = estimate.point != null if single else estimate.significant(null)
+    right_way = (estimate.point > null) == claimed_up
+    said = "a difference" if single else "significant"
+    if effect and right_way:
+        if expect.overlaps(low, high):
+            return "confirmed", f"{said} in the claimed direction, and {what} reaches the claimed range{note}"
+        return "partly", f"{said} in the claimed direction, but outside the claimed range{note}"
+    if effect:
+        return "refuted", f"{said} in the opposite direction to the claim{note}"
+    if expect.overlaps(low, high):
+        return "inconclusive", "no significant effect, yet the interval reaches the claimed range"
+    return "refuted", f"no significant effect, and {what} excludes the claimed range{note}"
+
+
+def _measure(claim: Claim, base: list[dict[str, Any]], treat: list[dict[str, Any]],
+             trials: list[dict[str, Any]], series_rows: list[tuple]) -> tuple[Estimate | None, str]:
+    if claim.measure == "growth_saving":
+        return _growth_saving(claim, treat, trials, series_rows)
+    metric = claim.metric
+    if metric == "peak_memory":
+        metric = memory_metric(trial_frame(trials))
+    if claim.baseline_metric is not None:  # two figures of the same trials
+        renamed = [{**t, "metrics": {metric: (t.get("metrics") or {}).get(claim.baseline_metric)}}
+                   for t in treat]
+        ratio = compare_metric(treat, renamed, metric)
+    else:
+        ratio = compare_metric(treat, base, metric)
+    if math.isnan(ratio.point):
+        missing = [t for t in base + treat if metric not in (t.get("metrics") or {})]
+        why = next((t.get("unmeasured", {}).get(metric) for t in missing
+                    if (t.get("unmeasured") or {}).get(metric)), None)
+        return None, f"{metric} not measured" + (f": {why}" if why else "")
+    return _as_measure(claim.measure, ratio), ""
+
+
+def _as_measure(measure: str, ratio: Estimate) -> Estimate:
+    return {
+        "ratio": lambda: ratio,
+        "inverse": lambda: ratio.map(lambda r: 1.0 / r),
+        "saving": lambda: ratio.map(lambda r: 1.0 - r),
+        "increase": lambda: ratio.map(lambda r: r - 1.0),
+    }[measure]()
+
+
+def _growth_saving(claim: Claim, treat: list[dict[str, Any]], trials: list[dict[str, Any]],
+                   series_rows: list[tuple]) -> tuple[Estimate | None, str]:
+    savings = growth_savings(trial_frame(trials), eval_curves(series_rows, trials))
+    method = (treat[0].get("params") or {}).get("growth.method")
+    rows = savings[savings["method"] == method]
+    column = f"{claim.metric.removesuffix('_s')}_saving"
+    if rows.empty or rows[column].isna().all():
+        note = rows["note"].dropna().iloc[0] if not rows.empty and rows["note"].notna().any() else ""
+        return None, f"{method} did not reach the scratch model's final eval loss {note}".strip()
+    value = float(rows[column].iloc[0])
+    return Estimate(value, value, value, "one curve per method (repeats averaged): no interval",
+                    has_interval=False), ""
+
+
+def _unfinished(base: list[dict[str, Any]], treat: list[dict[str, Any]]) -> str:
+    for side, group in (("baseline", base), ("treatment", treat)):
+        if not any(t["status"] == "ok" for t in group):
+            first = group[0]
+            return f"the {side} trial is {first['status']}: {first.get('reason') or 'no reason stored'}"
+    return ""
+
+
+def _hardware_gap(claim: Claim, run, trials: list[dict[str, Any]]) -> str:
+    need = claim.requires
+    why = f" ({need.reason})" if need.reason else ""
+    if need.device == "cuda" and run.device != "cuda":
+        return f"the claim is about CUDA GPUs{why}; this run was on {run.device}"
+    ranks = max(int((t.get("spec") or {}).get("techniques", {}).get("world_size", 1))
+                * int((t.get("spec") or {}).get("techniques", {}).get("nnodes", 1)) for t in trials)
+    if ranks < need.devices:
+        return f"needs {need.devices} or more devices{why}; these trials used {ranks}"
+    return ""
+
+
+def _name(trials: list[dict[str, Any]]) -> str:
+    names = list(dict.fromkeys(combination_name(t["name"]) for t in trials))
+    return names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} pooled)"
+
+
+def results_frame(results: list[ClaimResult]) -> pd.DataFrame:
+    """One row per claim result, for tables and JSON."""
+    rows = []
+    for r in results:
+        e = r.estimate
+        rows.append({
+            "id": r.claim.id, "claim": r.claim.claim, "verdict": r.verdict, "why": r.why,
+            "measure": r.claim.measure, "metric": r.claim.metric,
+            "claimed": r.claim.expect.text() if r.claim.expect else None,
+            "value": e.point if e else math.nan, "low": e.low if e else math.nan,
+            "high": e.high if e else math.nan, "basis": e.basis if e else None,
+            "p_value": e.p_value if e else math.nan, "hardware": r.hardware, "run_id": r.run_id,
+            "scenario": r.scenario, "baseline": r.baseline, "treatment": r.treatment,
+            "source": r.claim.source.primary, "run_with": r.run_with,
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,251 @@
+"""`harness compare [BASELINE [CANDIDATE]]`: the nightly regression gate. Exit 1 when any
+trial regressed (a metric worse than its threshold and significant, or a trial that fails
+now), 0 otherwise, 2 on bad input.
+
+A run is named by
+  1. a path that exists: a results database (its latest run, or that of --scenario), a JSON
+     export file, or a folder of exports (`harness export --format json`); a path wins over a
+     run id of the same spelling;
+  2. otherwise, a run id in --results (default results/harness.db).
+With no CANDIDATE, the candidate is the latest run in --results of --scenario (default: the
+baseline's scenario). With neither, the latest run of --scenario (default: the scenario of the
+latest run) is compared with the run of that scenario before it: `harness compare --scenario
+nightly`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from harness.claims.verdict import hardware_of
+from harness.errors import InputError, did_you_mean
+from harness.regression.compare import REGRESSIONS, TRIAL_ROW, compare_runs, regression_count, verdict
+from harness.regression.environment import environment_differences
+from harness.regression.rules import rules_with
+from harness.report import units
+from harness.report.markdown import escape_markdown
+from harness.store import DEFAULT_RESULTS, ResultStore, RunInfo, open_results
+
+HOW_TO_READ = ("ratio = candidate / baseline median, with its 95% bootstrap interval; p = "
+               "Mann–Whitney; change > 0 is worse. A row regresses when the change passes its "
+               "threshold and is significant (p < 0.05 or the interval excludes 1); with one "
+               "value per side there is no test and the threshold alone decides.")
+ENV_HINT = "a driver or torch upgrade often explains a step"
+STYLES = {"regressed": "bold red", "failed-now": "bold red", "improved": "green",
+          "missing": "yellow", "unchanged": "dim"}
+TABLE_HEADERS = ("trial", "metric", "baseline", "candidate", "ratio (95% interval)", "p",
+                 "change (+ worse)", "threshold", "status", "note")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One run of the comparison, read whole: the store may be a temporary import."""
+
+    source: str  # where it was read from, as the user named it
+    run: RunInfo
+    trials: list[dict[str, Any]]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("baseline", nargs="?",
+                        help="run id in --results, or a database / JSON export / folder of them")
+    parser.add_argument("candidate", nargs="?", help="the same (default: the latest run)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="where run ids are looked up: a database, or JSON exports "
+                             "(default %(default)s)")
+    parser.add_argument("--scenario", help="the latest run of this scenario, where a path or --results "
+                             "holds several")
+    parser.add_argument("--threshold", action="append", default=[], metavar="METRIC=FRACTION",
+                        help="relative change that counts, e.g. tokens_per_s=0.03 (repeatable)")
+    parser.add_argument("--metric", action="append", default=[],
+                        help="compare only this metric (repeatable)")
+    parser.add_argument("--format", choices=["table", "markdown"], default="table")
+    parser.add_argument("--out", type=Path, help="also write the output to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    rules = rules_with(args.threshold)
+    for metric in args.metric:
+        if metric not in rules:
+            raise InputError(f"no rule for metric '{metric}'{did_you_mean(metric, rules)}",
+                             field="--metric")
+    if args.metric:
+        rules = {metric: rules[metric] for metric in dict.fromkeys(args.metric)}
+    baseline, candidate = load_sides(args.baseline, args.candidate, args.results, args.scenario)
+    frame = compare_runs(baseline.trials, candidate.trials, rules)
+    if not len(frame) or frame["status"].isin(("new", "removed")).all():
+        raise InputError(f"run {baseline.run.run_id} and run {candidate.run.run_id} have no "
+                         "trial in common: nothing to compare", field="compare")
+    header = header_lines(baseline, candidate, frame)
+    if args.format == "markdown":
+        text = to_markdown(header, frame)
+        sys.stdout.write(text)
+    else:
+        console = Console(record=True)
+        if not console.is_terminal:  # piped: rich would fold the table to 80 columns
+            console = Console(record=True, width=200)
+        print_rich(header, frame, console)
+        text = console.export_text()
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    return 1 if regression_count(frame) else 0
+
+
+# -- which runs --------------------------------------------------------------------------
+def load_sides(baseline: str | None, candidate: str | None, results: Path,
+               scenario: str | None) -> tuple[Side, Side]:
+    if baseline is None:
+        store = _database(results)
+        name = scenario or store.run().scenario
+        runs = [run["run_id"] for run in store.runs() if run["scenario"] == name]
+        if len(runs) < 2:
+            raise InputError(f"scenario '{name}' has {len(runs)} run{'' if len(runs) == 1 else 's'} "
+                             "here: no earlier run to compare with (name a BASELINE)",
+                             file=str(results))
+        return _side(store, str(results), runs[-2]), _side(store, str(results), runs[-1])
+    base = resolve(baseline, results, scenario)
+    if candidate is None:
+        store = _database(results)
+        latest = store.run(scenario=scenario or base.run.scenario)
+        return base, _side(store, str(results), latest.run_id)
+    return base, resolve(candidate, results, scenario)
+
+
+def resolve(reference: str, results: Path, scenario: str | None) -> Side:
+    """A run as the user named it: an existing path first, else a run id in `results`."""
+    path = Path(reference)
+    if path.exists():
+        store = _open(path)
+        return _side(store, reference, store.run(scenario=scenario).run_id)
+    if not results.exists():
+        raise InputError(f"'{reference}' is no file, and there is no results database at "
+                         f"{results} to look it up as a run id", field="compare")
+    store = _database(results)
+    if not store.has_run(reference):
+        ids = [run["run_id"] for run in store.runs()]
+        raise InputError(f"'{reference}' is neither an existing path nor a run id in "
+                         f"{results}{did_you_mean(reference, ids)}", field="compare")
+    return _side(store, str(results), reference)
+
+
+def _side(store: ResultStore, source: str, run_id: str) -> Side:
+    return Side(source, store.run(run_id), store.trials(run_id, with_series=True))
+
+
+def _database(path: Path) -> ResultStore:
+    return _open(path) if path.exists() else ResultStore(path, create=False)
+
+
+def _open(path: Path) -> ResultStore:
+    try:
+        return open_results(path)
+    except sqlite3.DatabaseError as err:  # a file that is not SQLite
+        raise InputError(f"not a results database ({err})", file=str(path)) from None
+
+
+# -- rendering -----------------------------------------------------------------------------
+def header_lines(baseline: Side, candidate: Side, frame: pd.DataFrame) -> list[str]:
+    """The verdict with both runs named, then each run's facts, then what differs."""
+    lines = [f"{verdict(frame)}: baseline {baseline.run.run_id} vs candidate "
+             f"{candidate.run.run_id}",
+             f"baseline: {describe_run(baseline)}", f"candidate: {describe_run(candidate)}"]
+    differences = environment_differences(baseline.run.env, candidate.run.env)
+    if differences:
+        lines.append(f"environments differ ({ENV_HINT}): {'; '.join(differences)}")
+    if baseline.run.scenario != candidate.run.scenario:
+        lines.append(f"different scenarios: {baseline.run.scenario} → {candidate.run.scenario}")
+    for status, label in (("new", "new in the candidate"), ("removed", "not in the candidate")):
+        names = frame.loc[frame["status"] == status, "trial"].tolist()
+        if names:
+            lines.append(f"{label}: {', '.join(names)}")
+    return lines
+
+
+def describe_run(side: Side) -> str:
+    run, env = side.run, side.run.env
+    commit = env.get("git_commit")
+    commit_text = (f"commit {commit[:10]}{' (dirty)' if env.get('git_dirty') else ''}"
+                   if commit else "commit unknown")
+    state = "" if run.finished_at else ", unfinished"
+    return (f"run {run.run_id} of {run.scenario} from {side.source}, {commit_text}, "
+            f"{hardware_of(env, run.device)}, started {run.started_at}{state}")
+
+
+def cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The compared rows (not new/removed) as strings, one column per TABLE_HEADERS entry."""
+    shown = frame[~frame["status"].isin(("new", "removed"))]
+    records = [(row.trial, "" if row.metric == TRIAL_ROW else row.metric,
+                figure(row.metric, row.baseline), figure(row.metric, row.candidate),
+                ratio_text(row), units.DASH if math.isnan(row.p_value) else f"{row.p_value:.2g}",
+                units.DASH if math.isnan(row.change) else f"{row.change:+.1%}",
+                units.DASH if math.isnan(row.threshold) else f"{row.threshold * 100:g}%",
+                row.status, row.note) for row in shown.itertuples()]
+    return pd.DataFrame(records, columns=list(TABLE_HEADERS))
+
+
+def figure(metric: str, value: float) -> str:
+    if value is None or math.isnan(value):
+        return units.DASH
+    if metric.endswith("_bytes"):
+        return units.size(value)
+    if metric == "tokens_per_s":
+        return units.tokens_per_s(value)
+    if metric.endswith("_s"):
+        return units.duration(value)
+    return f"{value:.4g}"
+
+
+def ratio_text(row: Any) -> str:
+    if math.isnan(row.ratio):
+        return units.DASH
+    if not row.tested:
+        return f"{row.ratio:.3f}"
+    return f"{row.ratio:.3f} ({row.low:.3f}–{row.high:.3f})"
+
+
+def to_markdown(header: list[str], frame: pd.DataFrame) -> str:
+    """GitHub markdown for a CI job summary: the verdict line, the facts, the changed rows,
+    and the unchanged ones folded away."""
+    out = [f"### {escape_markdown(header[0])}", "", *(f"- {escape_markdown(line)}"
+                                                     for line in header[1:]), ""]
+    table = cells(frame).map(escape_markdown)
+    marked = table["status"].isin(REGRESSIONS)
+    table.loc[marked, "status"] = "**" + table.loc[marked, "status"].str.upper() + "**"
+    table.columns = [escape_markdown(h) for h in TABLE_HEADERS]
+    unchanged = cells(frame)["status"] == "unchanged"
+    if (~unchanged).any():
+        out += [table[~unchanged].to_markdown(index=False, disable_numparse=True), ""]
+    if unchanged.any():
+        out += [f"<details><summary>{int(unchanged.sum())} unchanged</summary>", "",
+                table[unchanged].to_markdown(index=False, disable_numparse=True), "",
+                "</details>", ""]
+    out += [escape_markdown(HOW_TO_READ), ""]
+    return "\n".join(out)
+
+
+def print_rich(header: list[str], frame: pd.DataFrame, console: Console) -> None:
+    regressions = regression_count(frame)
+    console.print(Text(header[0], style="bold red" if regressions else "bold green"))
+    for line in header[1:]:
+        console.print(Text(f"  {line}"))
+    table = Table()
+    for column in TABLE_HEADERS:
+        table.add_column(Text(column), overflow="fold")
+    for row in cells(frame).itertuples(index=False):
+        style = STYLES.get(row.status, "")
+        table.add_row(*(Text(str(cell), style=style if column == "status" else "")
+                        for column, cell in zip(TABLE_HEADERS, row)))
+    console.print(table)
+    console.print(Text(HOW_TO_READ, style="dim"))

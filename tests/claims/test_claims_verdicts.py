@@ -1,0 +1,152 @@
+"""Each verdict arises from data that warrant it, on hand-built result sets."""
+
+from __future__ import annotations
+
+import pytest
+from claims_fixture_store import claim, store_with, trial
+
+from harness.claims import claims_for_run, evaluate_claims
+
+FP32 = {"precision": "fp32", "repeat": 0}
+BF16 = {"precision": "bf16", "repeat": 0}
+
+
+def verdict_of(tmp_path, trials, loaded=None, device="cuda"):
+    store = store_with(tmp_path / "r.db", trials, device=device, baseline={"precision": "fp32"})
+    (result,) = evaluate_claims(store, [loaded or claim()])
+    return result
+
+
+def test_a_speedup_inside_the_claimed_range_is_confirmed(tmp_path):
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.30), trial("bf16", BF16, step_s=0.10, seed=1)])
+    assert result.verdict == "confirmed"
+    assert result.estimate.point == pytest.approx(3.0, rel=0.03)
+    assert result.estimate.low < result.estimate.point < result.estimate.high
+    assert result.estimate.basis == "bootstrap over 40 vs 40 step times"
+    assert result.hardware == "NVIDIA H100 80GB HBM3"
+
+
+def test_a_significant_speedup_below_the_range_is_partly(tmp_path):
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.15), trial("bf16", BF16, step_s=0.10, seed=1)])
+    assert result.verdict == "partly"
+    assert result.estimate.high < 2.0 and result.estimate.low > 1.0
+
+
+def test_a_significant_slowdown_refutes_a_speedup_claim(tmp_path):
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.10), trial("bf16", BF16, step_s=0.12, seed=1)])
+    assert result.verdict == "refuted"
+    assert "opposite direction" in result.why
+    assert result.estimate.p_value < 1e-6
+
+
+def test_no_effect_with_a_tight_interval_refutes(tmp_path):
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.10), trial("bf16", BF16, step_s=0.10, seed=1)])
+    assert result.verdict == "refuted"
+    assert result.estimate.high < 2.0
+
+
+def test_a_noisy_measurement_reaching_both_no_effect_and_the_range_is_inconclusive(tmp_path):
+    fp32 = [trial(f"fp32 #{r}", {**FP32, "repeat": r}, metrics={"tokens_per_s": v})
+            for r, v in enumerate((100.0, 100.0, 100.0))]
+    bf16 = [trial(f"bf16 #{r}", {**BF16, "repeat": r}, metrics={"tokens_per_s": v})
+            for r, v in enumerate((60.0, 250.0, 500.0))]
+    result = verdict_of(tmp_path, fp32 + bf16)
+    assert result.verdict == "inconclusive"
+    assert result.estimate.low <= 1.0 and result.estimate.high >= 2.0
+    assert result.estimate.basis == "bootstrap over 3 vs 3 repeats"
+
+
+def test_a_gpu_claim_measured_on_a_cpu_is_not_testable_but_shows_the_value(tmp_path):
+    loaded = claim(requires={"device": "cuda", "reason": "tensor cores"})
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.10, device="cpu"),
+                                   trial("bf16", BF16, step_s=0.20, seed=1, device="cpu")],
+                        loaded, device="cpu")
+    assert result.verdict == "not-testable-here"
+    assert "the claim is about CUDA GPUs (tensor cores); this run was on cpu" in result.why
+    assert result.estimate.point == pytest.approx(0.5, rel=0.03)
+
+
+def test_a_claim_without_trials_is_not_testable_and_says_what_to_run(tmp_path):
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.10)])  # no bf16 trial
+    assert result.verdict == "not-testable-here"
+    assert result.why == "no results of its trials yet: run `harness run scenarios/s.yaml`"
+    assert result.estimate is None
+
+
+def test_a_skipped_treatment_is_not_testable_with_its_reason(tmp_path):
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.10),
+                                   trial("bf16", BF16, status="skipped", reason="bf16 needs sm_80")])
+    assert result.verdict == "not-testable-here"
+    assert result.why == "the treatment trial is skipped: bf16 needs sm_80"
+
+
+def test_a_claim_marked_not_testable_keeps_its_reason(tmp_path):
+    loaded = claim(not_testable="needs 256 GPUs", scenario=None, baseline=None, treatment=None)
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.10)], loaded)
+    assert (result.verdict, result.why) == ("not-testable-here", "needs 256 GPUs")
+
+
+def test_a_figure_without_a_primary_source_is_unsourced_yet_measured(tmp_path):
+    loaded = claim(source={"primary": None, "detail": "a blog"})
+    result = verdict_of(tmp_path, [trial("fp32", FP32, step_s=0.30), trial("bf16", BF16, step_s=0.10, seed=1)],
+                        loaded)
+    assert result.verdict == "unsourced"
+    assert result.estimate.point == pytest.approx(3.0, rel=0.03)
+
+
+@pytest.mark.parametrize(("int8_ppl", "verdict"), [(100.5, "confirmed"), (105.0, "refuted")])
+def test_a_no_change_claim_is_an_equivalence_test(tmp_path, int8_ppl, verdict):
+    loaded = claim(baseline={"quantization": "none"}, treatment={"quantization": "int8"},
+                   metric="perplexity", expect={"min": 0.99, "max": 1.01})
+    trials = [trial("none", {"quantization": "none", "repeat": 0}, metrics={"perplexity": 100.0}),
+              trial("int8", {"quantization": "int8", "repeat": 0}, metrics={"perplexity": int8_ppl})]
+    result = verdict_of(tmp_path, trials, loaded)
+    assert result.verdict == verdict
+    assert result.estimate.has_interval is False
+    assert result.estimate.point == pytest.approx(int8_ppl / 100.0)
+
+
+@pytest.mark.parametrize(("measure", "expected"), [("saving", 0.25), ("increase", -0.25), ("inverse", 4 / 3)])
+def test_measures_derive_from_the_ratio(tmp_path, measure, expected):
+    loaded = claim(metric="peak_memory_bytes", measure=measure, expect={"min": 0.1, "max": 0.5})
+    trials = [trial("fp32", FP32, metrics={"peak_memory_bytes": 400.0}),
+              trial("bf16", BF16, metrics={"peak_memory_bytes": 300.0})]
+    assert verdict_of(tmp_path, trials, loaded).estimate.point == pytest.approx(expected)
+
+
+def test_two_metrics_of_the_same_trials_compare_with_baseline_metric(tmp_path):
+    loaded = claim(baseline=None, treatment={"precision": "bf16"}, metric="teacher_perplexity",
+                   baseline_metric="perplexity", expect={"min": 0.97})
+    trials = [trial("bf16", BF16, metrics={"teacher_perplexity": 64.0, "perplexity": 80.0})]
+    result = verdict_of(tmp_path, trials, loaded)
+    assert result.estimate.point == pytest.approx(0.8)
+    assert result.verdict == "refuted"
+
+
+def test_open_axes_are_held_at_the_run_baseline(tmp_path):
+    trials = [trial("fp32 none", {"precision": "fp32", "checkpointing": "none", "repeat": 0}, step_s=0.3),
+              trial("fp32 full", {"precision": "fp32", "checkpointing": "full", "repeat": 0}, step_s=0.9),
+              trial("bf16 full", {"precision": "bf16", "checkpointing": "full", "repeat": 0}, step_s=0.1),
+              trial("bf16 none", {"precision": "bf16", "checkpointing": "none", "repeat": 0}, step_s=0.1)]
+    store = store_with(tmp_path / "r.db", trials, baseline={"precision": "fp32", "checkpointing": "none"})
+    (result,) = evaluate_claims(store, [claim()])
+    assert (result.baseline, result.treatment) == ("fp32 none", "bf16 none")
+    assert result.estimate.point == pytest.approx(3.0, rel=0.03)
+
+
+def test_a_run_with_a_verdict_beats_a_later_run_that_cannot_give_one(tmp_path):
+    loaded = claim(requires={"device": "cuda"})
+    path = tmp_path / "r.db"
+    store = store_with(path, [trial("fp32", FP32, step_s=0.3), trial("bf16", BF16, step_s=0.1, seed=1)],
+                       run_id="gpu", started_at="2026-01-01T00:00:00+00:00")
+    store_with(path, [trial("fp32", FP32, step_s=0.1, device="cpu"),
+                      trial("bf16", BF16, step_s=0.2, device="cpu")], device="cpu", run_id="cpu",
+               started_at="2026-02-01T00:00:00+00:00", store=store)
+    (result,) = evaluate_claims(store, [loaded])
+    assert (result.verdict, result.run_id) == ("confirmed", "gpu")
+    assert [r.run_id for r in claims_for_run(store, "cpu", [loaded])] == ["cpu"]
+
+
+def test_claims_for_run_lists_only_the_claims_a_run_bears_on(tmp_path):
+    store = store_with(tmp_path / "r.db", [trial("fp32", FP32, step_s=0.3)])
+    assert claims_for_run(store, "run-1", [claim()]) == []
