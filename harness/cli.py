@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from harness.errors import InputError
+from harness.procure.arguments import add_arguments as add_procure_arguments
+from harness.regression.arguments import add_compare_arguments, add_history_arguments
 from harness.store import DEFAULT_RESULTS, FORMATS
 
 
@@ -61,15 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="claims file (default: scenarios/claims.yaml of this checkout)")
     claims.add_argument("--format", default="table", choices=["table", "markdown", "json"])
 
-    from harness.procure import command as procure_command
-    from harness.regression import compare_command, history_command
-
-    compare_command.add_arguments(commands.add_parser(
+    add_compare_arguments(commands.add_parser(
         "compare", help="a candidate run against a baseline run: exit 1 on a regression"))
-    history_command.add_arguments(commands.add_parser(
+    add_history_arguments(commands.add_parser(
         "history", help="each metric over a scenario's runs; regressions by a K-consecutive policy"))
 
-    procure_command.add_arguments(commands.add_parser(
+    add_procure_arguments(commands.add_parser(
         "procure", help="machines side by side on one scenario: $ per million tokens, projected training cost"))
 
     imports = commands.add_parser("import", help="bring JSON exports from other machines into a database")
@@ -223,12 +222,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_procure(args: argparse.Namespace) -> int:
     from harness.procure import command as procure_command
-    from harness.regression import compare_command
-
-    compare_command.add_arguments(commands.add_parser(
-        "compare", help="a candidate run against a baseline run: exit 1 on a regression"))
-    history_command.add_arguments(commands.add_parser(
-        "history", help="each metric over a scenario's runs; regressions by a K-consecutive policy"))
 
     return procure_command.run(args)
 

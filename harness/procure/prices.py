@@ -18,10 +18,10 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from harness.errors import InputError
-from harness.metrics.energy import J_PER_KWH
 from harness.scenario.loader import read_yaml_mapping, validation_error
 from harness.scenario.schema import Section
+
+J_PER_KWH = 3.6e6  # as harness.metrics.energy; not imported from there: that loads torch
 
 _DATE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 

@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.metrics.energy import J_PER_KWH
 from harness.procure.compare import Row, ResultsSource
-from harness.procure.prices import LoadedPrices, describe
-from harness.procure.projection import Projection, Target
+from harness.procure.prices import J_PER_KWH, LoadedPrices, describe
+from harness.procure.projection import Projection
+from harness.procure.targets import Target
 from harness.report import units
 
 

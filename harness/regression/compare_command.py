@@ -35,7 +35,7 @@ from harness.regression.environment import environment_differences
 from harness.regression.rules import rules_with
 from harness.report import units
 from harness.report.markdown import escape_markdown
-from harness.store import DEFAULT_RESULTS, ResultStore, RunInfo, open_results
+from harness.store import ResultStore, RunInfo, open_results
 
 HOW_TO_READ = ("ratio = candidate / baseline median, with its 95% bootstrap interval; p = "
                "Mann–Whitney; change > 0 is worse. A row regresses when the change passes its "
@@ -55,23 +55,6 @@ class Side:
     source: str  # where it was read from, as the user named it
     run: RunInfo
     trials: list[dict[str, Any]]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("baseline", nargs="?",
-                        help="run id in --results, or a database / JSON export / folder of them")
-    parser.add_argument("candidate", nargs="?", help="the same (default: the latest run)")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                        help="where run ids are looked up: a database, or JSON exports "
-                             "(default %(default)s)")
-    parser.add_argument("--scenario", help="the latest run of this scenario, where a path or --results "
-                             "holds several")
-    parser.add_argument("--threshold", action="append", default=[], metavar="METRIC=FRACTION",
-                        help="relative change that counts, e.g. tokens_per_s=0.03 (repeatable)")
-    parser.add_argument("--metric", action="append", default=[],
-                        help="compare only this metric (repeatable)")
-    parser.add_argument("--format", choices=["table", "markdown"], default="table")
-    parser.add_argument("--out", type=Path, help="also write the output to this file")
 
 
 def run(args: argparse.Namespace) -> int:

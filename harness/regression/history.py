@@ -33,7 +33,7 @@ import pandas as pd
 
 from harness.analysis.trials import as_number, combination_name
 from harness.errors import InputError, did_you_mean
-from harness.regression.environment import NO_VALUE, environment_differences, short_commit
+from harness.regression.environment import environment_differences, short_commit
 from harness.regression.rules import Rule
 # environment fields compared between consecutive runs: (label, path into the fingerprint);
 # libraries other than torch follow torch, by name

@@ -10,43 +10,15 @@ PNG per metric.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from harness.regression.history import HistoryAnalysis, RunRecord, analyse_history, choose_runs
 from harness.regression.history_report import (changes_table, flags_table, policy, summary,
                                                variance_table, write_history)
 from harness.regression.rules import rules_with
 from harness.report.tables import Table
-from harness.store import DEFAULT_RESULTS, ResultStore, open_results
+from harness.store import ResultStore, open_results
 
 EXIT_OK, EXIT_REGRESSION = 0, 1
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                        help="results database, JSON export, or folder of JSON exports")
-    parser.add_argument("--scenario", help="scenario name (default: the latest run's)")
-    parser.add_argument("--runs", type=_at_least_one, default=30, help="last N runs (default 30)")
-    parser.add_argument("--window", type=_at_least_one, default=5,
-                        help="runs whose median is each run's reference (default 5)")
-    parser.add_argument("--consecutive", type=_at_least_one, default=2,
-                        help="violations in a row that make a regression (default 2)")
-    parser.add_argument("--threshold", action="append", default=[], metavar="METRIC=FRACTION",
-                        help="override a metric's threshold, e.g. tokens_per_s=0.03 (repeatable)")
-    parser.add_argument("--metric", action="append", default=[], metavar="METRIC",
-                        help="judge only this metric (repeatable; default: every rule's)")
-    parser.add_argument("--out", type=Path, help="write index.html, history.md and figures here")
-    parser.add_argument("--format", default="table", choices=["table", "markdown"])
 
 
 def run(args: argparse.Namespace) -> int:

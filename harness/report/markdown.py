@@ -8,9 +8,12 @@ cannot open a tag, break a table row or start emphasis.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from harness.report.content import ReportContent
 from harness.report.tables import Table
+
+if TYPE_CHECKING:  # the content pipeline is heavy; escaping and tables are not
+    from harness.report.content import ReportContent
 
 # HTML-significant characters become entities (GitHub shows them as text); markdown
 # punctuation that changes meaning inside a line is backslash-escaped; "|" would end a cell.

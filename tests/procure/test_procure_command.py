@@ -26,6 +26,7 @@ from procure_fixture_stores import (
 
 from harness.errors import InputError
 from harness.procure import command
+from harness.procure.arguments import add_arguments
 from harness.procure.compare import load_sources, rows_frame, side_by_side
 from harness.procure.prices import load_prices
 from harness.store import export_trials
@@ -44,7 +45,7 @@ def paths(tmp_path: Path) -> dict[str, Path]:
 
 def procure(capsys, *argv: object) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser(prog="harness procure")
-    command.add_arguments(parser)
+    add_arguments(parser)
     code = command.run(parser.parse_args([str(a) for a in argv]))
     out, err = capsys.readouterr()
     return code, out, err
@@ -197,3 +198,13 @@ def test_rich_table_format_prints_the_same_figures(capsys, paths):
     assert code == 0
     assert "$1.00" in out and "$2.00" in out and H100 in out and A100 in out
     assert NO_ENERGY in out
+
+
+def test_the_command_line_runs_procure(capsys, paths):
+    from harness.cli import main
+
+    code = main(["procure", str(paths["h100"]), str(paths["a100"]), "--prices", str(paths["prices"]),
+                 "--target", "llama-2-70b", "--format", "markdown"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "projected training of llama-2-70b" in out

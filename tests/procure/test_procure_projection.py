@@ -16,14 +16,8 @@ from procure_fixture_stores import (
 )
 
 from harness.procure.prices import load_prices
-from harness.procure.projection import (
-    TARGETS,
-    Target,
-    choose_basis,
-    project,
-    training_seconds,
-    trial_peak,
-)
+from harness.procure.projection import choose_basis, project, training_seconds, trial_peak
+from harness.procure.targets import TARGETS, Target
 
 
 @pytest.fixture

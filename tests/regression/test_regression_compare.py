@@ -12,6 +12,7 @@ from regression_fixture_runs import TrialPlan, add_run, pair
 
 from harness.errors import InputError
 from harness.regression import compare_command
+from harness.regression.arguments import add_compare_arguments
 from harness.regression.compare import NO_TEST, compare_runs, regression_count
 from harness.regression.environment import environment_differences
 from harness.store import ResultStore, export_trials, open_results
@@ -19,7 +20,7 @@ from harness.store import ResultStore, export_trials, open_results
 
 def compare(capsys, *argv: object) -> tuple[int, str]:
     parser = argparse.ArgumentParser(prog="harness compare")
-    compare_command.add_arguments(parser)
+    add_compare_arguments(parser)
     code = compare_command.run(parser.parse_args([str(a) for a in argv]))
     return code, capsys.readouterr().out
 
@@ -229,3 +230,13 @@ def test_bad_input_is_one_line_errors(tmp_path, capsys):
     add_run(other, "x", [TrialPlan("fp64", seed=1)])
     with pytest.raises(InputError, match="no trial in common"):
         compare(capsys, "base", other, "--results", db)
+
+
+def test_the_command_line_gates_on_compare_and_history(tmp_path, capsys):
+    from harness.cli import main
+
+    db = slower(tmp_path, 1.10)
+    assert main(["compare", "base", "cand", "--results", str(db)]) == 1
+    # one bad night after one good one: suspect under the K=2 policy, not yet a regression
+    assert main(["history", "--results", str(db), "--scenario", "nightly"]) == 0
+    assert "suspect" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from history_fixture_store import ENV, EVIL, add_run, run_id, series_store
 
 from harness.errors import InputError
 from harness.regression import history_command
+from harness.regression.arguments import add_history_arguments
 from harness.regression.history import HistoryAnalysis, analyse_history, choose_runs
 from harness.regression.history_report import write_history
 from harness.regression.rules import DEFAULT_RULES, rules_with
@@ -31,7 +32,7 @@ def analyse(store: ResultStore, *, window: int = 5, consecutive: int = 2,
 
 def command(store: ResultStore, *extra: str) -> int:
     parser = argparse.ArgumentParser()
-    history_command.add_arguments(parser)
+    add_history_arguments(parser)
     return history_command.run(parser.parse_args(["--results", str(store.path), *extra]))
 
 
