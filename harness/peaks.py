@@ -8,6 +8,10 @@ A device the table does not know has no peak, so its trials carry no MFU (never 
 A CPU has no datasheet figure worth the name, so its peak is measured: the best of a few
 timed square matmuls, once per machine (CPU model, torch version, thread count, dtype) and
 cached as JSON. "Best of N" is the point: a peak is what the hardware can do, not the median.
+It is measured under a ContentionMeter and only a quiet measurement is kept: on a busy machine
+the figure is too low and every MFU against it too high, for as long as the cache lives. A busy
+attempt is retried after a pause; when every attempt was busy the Peak says so (`under_load`)
+and the trial's MFU is left unmeasured.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +28,7 @@ from pathlib import Path
 import torch
 
 from harness.hardware import DeviceFacts
+from harness.metrics.contention import Contention, ContentionMeter, HarnessProcesses, cpu_busy
 
 _NV_H100 = "https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet"
 _HALVED = "dense, non-sparse: the datasheet's sparse tensor figures halved"
@@ -139,6 +145,13 @@ class Peak:
     dtype: str
     source: str
     measured: bool
+    # why a measured figure is not usable: "other processes used at least 41% of the 2 CPUs in
+    # each of 3 attempts"; None for a quiet measurement or a datasheet figure
+    under_load: str | None = None
+
+    @property
+    def quiet(self) -> bool:
+        return self.under_load is None
 
 
 def compute_dtype(precision: str) -> str:
@@ -167,13 +180,16 @@ def datasheet_entry(device_name: str) -> DatasheetEntry | None:
 
 
 def peak_for(facts: DeviceFacts, dtype: str, cache_dir: Path | None = None,
-             size: int | None = None) -> Peak | None:
+             size: int | None = None, *, meter: ContentionMeter | None = None,
+             wait: Callable[[float], None] = time.sleep) -> Peak | None:
     """The peak TFLOP/s of the device for `dtype`, or None where there is none to be had.
 
     CUDA (and ROCm, which torch reports as cuda): the datasheet table. CPU: a measured peak
     for fp32 and bf16, cached under `cache_dir` (measured afresh each call without one; the
     worker passes `default_cache_dir()`). `size` fixes the matmul size (tests); by default it
-    is chosen so one matmul takes about 80 ms.
+    is chosen so one matmul takes about 80 ms. `meter` and `wait` judge and space the attempts
+    (tests replay them); by default a ContentionMeter for which only this process is the
+    harness's: another rank or the runner working competes with the matmul as much as a stranger.
     """
     if facts.type == "cuda":
         entry = datasheet_entry(facts.name)
@@ -181,7 +197,8 @@ def peak_for(facts: DeviceFacts, dtype: str, cache_dir: Path | None = None,
             return None
         return Peak(entry.tflops[dtype], dtype, f"{entry.device}: {entry.source}", measured=False)
     if facts.type == "cpu" and dtype in CPU_DTYPES:
-        return _cpu_peak(facts.name, dtype, cache_dir, size)
+        meter = meter or ContentionMeter(HarnessProcesses(os.getpid()))
+        return _cpu_peak(facts.name, dtype, cache_dir, size, meter, wait)
     return None
 
 
@@ -200,8 +217,11 @@ CPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CACHE_FILE = "cpu_peaks.json"
 TARGET_SECONDS = 0.08  # one matmul: long enough to dwarf timer and dispatch overhead
 # Many short samples rather than few long ones: on a shared machine the best of them is the
-# likeliest to have caught the cores free. The load average is kept with the figure.
+# likeliest to have caught the cores free. The contention figures are kept with the figure.
 WARMUP, REPEATS = 2, 8
+# A busy attempt is tried again after a pause, a few times: long enough for a short job (a
+# compile, a sibling rank's exit) to end, short enough not to stall a sweep on a busy machine.
+ATTEMPTS, RETRY_WAIT_S = 3, 2.0
 
 
 def default_cache_dir() -> Path:
@@ -237,24 +257,67 @@ def auto_size(dtype: str, target_s: float = TARGET_SECONDS) -> int:
     return int(min(max(round(size / 128) * 128, 256), 8192))
 
 
-def _cpu_peak(cpu_model: str, dtype: str, cache_dir: Path | None, size: int | None) -> Peak:
+def _cpu_peak(cpu_model: str, dtype: str, cache_dir: Path | None, size: int | None,
+              meter: ContentionMeter, wait: Callable[[float], None]) -> Peak:
     threads = torch.get_num_threads()
     key = f"{cpu_model} | torch {torch.__version__} | {threads} threads | {dtype}"
     cache = _read_cache(cache_dir)
     record = cache.get(key)
-    if record is None:
+    # a record without contention figures was written by older code, maybe on a busy machine:
+    # it is measured again
+    if isinstance(record, dict) and "foreign_cpu_share" in record:
+        return Peak(record["tflops"], dtype, _describe(record), measured=True)
+    n = size or auto_size(dtype)
+    busy: list[dict] = []
+    for attempt in range(1, ATTEMPTS + 1):
+        if attempt > 1:
+            wait(RETRY_WAIT_S)
         started = time.perf_counter()
-        n = size or auto_size(dtype)
-        tflops = time_matmul(dtype, n)
-        record = {"tflops": tflops, "size": n, "repeats": REPEATS, "threads": threads,
-                  "seconds": round(time.perf_counter() - started, 3),
-                  "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-                  "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        if cache_dir is not None:
-            _write_cache(cache_dir, {**cache, key: record})
-    source = (f"measured: best of {record['repeats']} timed {record['size']}x{record['size']} "
-              f"matmuls on this CPU, {record['threads']} threads")
-    return Peak(record["tflops"], dtype, source, measured=True)
+        with meter:
+            tflops = time_matmul(dtype, n)
+        record = _record(tflops, n, threads, time.perf_counter() - started, meter.reading, attempt)
+        if not cpu_busy(meter.reading):
+            if cache_dir is not None:
+                _write_cache(cache_dir, {**cache, key: record})
+            return Peak(tflops, dtype, _describe(record), measured=True)
+        busy.append(record)
+    least = min(busy, key=lambda r: r["foreign_cpu_share"] or 0.0)
+    return Peak(least["tflops"], dtype, _describe(least), measured=True,
+                under_load=_describe_busy(busy, meter.reading.cpus))
+
+
+def _record(tflops: float, size: int, threads: int, seconds: float, contention: Contention,
+            attempts: int) -> dict:
+    load = contention.load_avg_before
+    return {"tflops": tflops, "size": size, "repeats": REPEATS, "threads": threads,
+            "seconds": round(seconds, 3), "load_avg_1m": None if load is None else round(load[0], 2),
+            "foreign_cpu_share": contention.foreign_cpu_share, "steal_share": contention.steal_share,
+            "attempts": attempts,
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _describe(record: dict) -> str:
+    """peak_source: 'measured: best of 8 timed 1024x1024 matmuls on this CPU, 2 threads,
+    2026-12-01, others used 0.4% of the CPUs, load average 0.3'."""
+    parts = [f"measured: best of {record['repeats']} timed {record['size']}x{record['size']} "
+             f"matmuls on this CPU, {record['threads']} threads", str(record["measured_at"])[:10]]
+    if record.get("foreign_cpu_share") is not None:
+        parts.append(f"others used {record['foreign_cpu_share']:.1%} of the CPUs")
+    if record.get("steal_share"):
+        parts.append(f"steal {record['steal_share']:.1%}")
+    if record.get("load_avg_1m") is not None:
+        parts.append(f"load average {record['load_avg_1m']:.1f}")
+    return ", ".join(parts)
+
+
+def _describe_busy(records: list[dict], cpus: int) -> str:
+    """'other processes used at least 41% of the 2 CPUs in each of 3 attempts'."""
+    foreign = min(r["foreign_cpu_share"] or 0.0 for r in records)
+    steal = min(r["steal_share"] or 0.0 for r in records)
+    line = f"other processes used at least {foreign:.0%} of the {cpus} CPUs"
+    if steal >= foreign:  # steal, not a process here, is what kept the cores
+        line = f"the hypervisor gave at least {steal:.0%} of the {cpus} CPUs' time to other guests"
+    return f"{line} in each of {len(records)} attempts"
 
 
 def _read_cache(cache_dir: Path | None) -> dict:

@@ -2,10 +2,16 @@
 
 The only module that sees whole TrialSpecs. A resumed run skips every trial already stored,
 whatever its status, so no finished trial is lost or run twice.
+
+Repeats run in rounds: every combination once per round, in an order shuffled from the
+scenario's seed, so that a machine drifting during a sweep (another job starting, a CPU
+warming up) spreads over every combination instead of passing for one technique's effect.
+Trials are stored at their planned position, so reports list them in planned order.
 """
 
 from __future__ import annotations
 
+import random
 import secrets
 import tempfile
 from dataclasses import dataclass
@@ -70,7 +76,9 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
                          overrides=list(loaded.overrides), device=device,
                          baseline=baseline_of(scenario), planned_trials=len(planned), env=env)
     progress = progress or SweepProgress(quiet=True)
-    todo = [(i, spec, why) for i, (spec, why) in enumerate(planned) if spec.trial_id not in done]
+    order = interleaved(len(planned), [spec.params.get("repeat", 0) for spec, _ in planned],
+                        loaded.scenario.train.seed)
+    todo = [(i, *planned[i]) for i in order if planned[i][0].trial_id not in done]
     ran = 0
     with progress, tempfile.TemporaryDirectory(prefix="harness-") as workdir:
         progress.start_sweep(len(planned), already_done=len(planned) - len(todo))
@@ -110,6 +118,20 @@ def _take_part(planned: list[tuple[TrialSpec, str | None]], cluster: Cluster,
             progress.note(f"{spec.name}: this node's ranks {outcome} (recorded on node 0)")
             ran += 1
     return RunSummary(run_id="", statuses={}, ran=ran)
+
+
+def interleaved(count: int, rounds: list[int], seed: int) -> list[int]:
+    """Positions 0..count-1 in the order they run: by round (a trial's repeat), each round's
+    trials shuffled by a generator seeded from `seed` and the round. A single round keeps the
+    planned order."""
+    if len(set(rounds)) < 2:
+        return list(range(count))
+    order = []
+    for round_ in sorted(set(rounds)):
+        members = [i for i in range(count) if rounds[i] == round_]
+        random.Random(f"{seed}:{round_}").shuffle(members)
+        order += members
+    return order
 
 
 def new_run_id() -> str:

@@ -14,6 +14,15 @@ from harness import SCHEMA_VERSION
 
 STATUSES = ("ok", "failed", "oom", "timeout", "diverged", "skipped")
 
+# Conditions that make a trial's figures doubtful, stored as TrialResult.warnings entries
+# {"code": CODE, "message": "..."} (the export's `warnings` list). A trial carrying a code of
+# VERDICT_BLOCKING never makes a verdict: comparisons, claims and history say "inconclusive".
+MACHINE_BUSY = "machine-busy"  # other processes took CPU time (or the GPU) during the window
+GPU_THROTTLED = "gpu-throttled"  # thermal or hardware slowdown of the GPU's clocks
+CPU_PEAK_UNDER_LOAD = "cpu-peak-under-load"  # the CPU peak for MFU could not be measured quietly
+WARNING_CODES = (MACHINE_BUSY, GPU_THROTTLED, CPU_PEAK_UNDER_LOAD)
+VERDICT_BLOCKING = (MACHINE_BUSY,)
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -47,6 +56,8 @@ class TrialResult:
     unmeasured: dict[str, str] = field(default_factory=dict)  # metric -> why it is absent
     series: dict[str, list[float]] = field(default_factory=dict)  # e.g. loss per step
     notes: dict[str, Any] = field(default_factory=dict)  # context: loss floor, batch tokens
+    # conditions that make the figures doubtful: {"code": one of WARNING_CODES, "message": one line}
+    warnings: list[dict[str, str]] = field(default_factory=list)
     traceback: str | None = None  # tail, for failed trials
     started_at: str | None = None
     finished_at: str | None = None

@@ -16,6 +16,7 @@ from harness.claims.verdict import (
     ClaimResult,
     evaluate_on_run,
     judge,
+    measured_metric,
     results_frame,
     untested,
 )
@@ -32,8 +33,25 @@ def claims_for_run(store, run_id: str, claims: list[LoadedClaim]) -> list[ClaimR
     run = store.run(run_id)
     trials = store.trials(run_id, with_series=True)
     series_rows = store.series(run_id)
-    results = [evaluate_on_run(loaded, run, trials, series_rows) for loaded in claims]
+    noise = _noise(store, run, claims, trials)
+    results = [evaluate_on_run(loaded, run, trials, series_rows, noise) for loaded in claims]
     return [result for result in results if result is not None]
+
+
+def _noise(store, run, claims: list[LoadedClaim], trials: list[dict[str, Any]]) -> dict:
+    """Run-to-run noise of the claims' metrics from the run's earlier runs, when some
+    combination of the run has fewer than two ok repeats (else no comparison needs it)."""
+    from harness.analysis.noise import noise_for_run  # deferred: pulls numpy and scipy
+    from harness.analysis.trials import combination_name
+
+    ok: dict[str, int] = {}
+    for trial in trials:
+        name = combination_name(trial["name"])
+        ok[name] = ok.get(name, 0) + (trial["status"] == "ok")
+    metrics = sorted({m for loaded in claims if (m := measured_metric(loaded.claim))})
+    if not metrics or all(count >= 2 for count in ok.values()):
+        return {}
+    return noise_for_run(store, run, metrics)
 
 
 def evaluate_claims(store, claims: list[LoadedClaim]) -> list[ClaimResult]:
@@ -45,11 +63,13 @@ def evaluate_claims(store, claims: list[LoadedClaim]) -> list[ClaimResult]:
         run = store.run(summary["run_id"])
         trials: list[dict[str, Any]] | None = None
         series_rows = None
+        noise = None
         for loaded in claims:
             if trials is None:
                 trials = store.trials(run.run_id, with_series=True)
                 series_rows = store.series(run.run_id)
-            result = evaluate_on_run(loaded, run, trials, series_rows)
+                noise = _noise(store, run, claims, trials)
+            result = evaluate_on_run(loaded, run, trials, series_rows, noise)
             if result is not None:
                 rank = (result.verdict in MEASURED, run.scenario == loaded.scenario_name, order)
                 candidates[loaded.claim.id].append((rank, result))

@@ -78,7 +78,7 @@ class Claim(Section):
     baseline: dict[str, Any] | None = None  # selectors: axis or dotted spec field -> value
     treatment: dict[str, Any] | None = None
     pool: list[str] = []  # axes pooled as repeats, e.g. train.seed
-    metric: str | None = None  # a trial metric, or "peak_memory" (the run's memory metric)
+    metric: str | None = None  # a trial metric; "peak_memory" is the device allocator peak
     baseline_metric: str | None = None  # compare two metrics of the treatment trials instead
     measure: Literal["ratio", "inverse", "saving", "increase", "growth_saving"] = "ratio"
     expect: Expectation | None = None

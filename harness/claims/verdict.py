@@ -11,7 +11,12 @@ Verdicts (each with the reason in words):
   partly              significant in the claimed direction, but the interval misses the range
   refuted             significant the other way, or no effect and the interval excludes the range;
                       for a "no change" claim, the interval lies wholly outside the range
-  inconclusive        the interval reaches both "no effect" and the claimed range: more repeats
+  inconclusive        the interval reaches both "no effect" and the claimed range; or there is no
+                      test (one run or one seed per side); or the trials ran on a busy machine
+
+Significance is the harness's one rule (harness.analysis.stats: Welch's t on the log figures of
+independent runs, p < 0.05 exactly when the 95% interval excludes no effect); a verdict never
+rests on a point value alone.
 """
 
 from __future__ import annotations
@@ -22,15 +27,23 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import eval_curves, growth_savings, memory_metric, trial_frame
-from harness.analysis.samples import compare_metric
-from harness.analysis.stats import Estimate
+from harness.analysis import eval_curves, growth_savings, trial_frame
+from harness.analysis.growth import METHOD_AXIS, SCRATCH
+from harness.analysis.samples import BUSY, compare_metric
+from harness.analysis.stats import Estimate, RunNoise, log_ratio
 from harness.analysis.trials import combination_name
 from harness.claims.loader import LoadedClaim
 from harness.claims.schema import MEASURES, Claim
 from harness.claims.select import select
 
 VERDICTS = ("confirmed", "partly", "refuted", "inconclusive", "not-testable-here", "unsourced")
+# what a claim's memory figure is: the metric the claim is about, never the host process's RSS
+METRIC_MEANINGS = {
+    "peak_memory_bytes": "the device allocator's peak",
+    "peak_reserved_bytes": "the device allocator's reserved peak",
+    "activation_bytes": "bytes saved for backward",
+    "peak_rss_bytes": "the host process's resident-set peak",
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class ClaimResult:
     baseline: str | None = None  # the compared combinations, by name
     treatment: str | None = None
     run_with: str | None = None  # the scenario file that tests the claim
+    metric: str | None = None  # the metric measured (a claim's "peak_memory" resolved)
 
 
 def hardware_of(env: dict[str, Any], device: str | None) -> str:
@@ -76,21 +90,28 @@ def sides(claim: Claim, trials: list[dict[str, Any]], run_baseline: dict[str, An
     return select(trials, claim.baseline or {}, run_baseline, claim.pool), treatment
 
 
+def measured_metric(claim: Claim) -> str | None:
+    """The metric a claim's figure is read from: `peak_memory` is the device allocator's peak
+    (what memory claims are about; a CPU run has none, and its host RSS is not a stand-in)."""
+    return "peak_memory_bytes" if claim.metric == "peak_memory" else claim.metric
+
+
 def evaluate_on_run(loaded: LoadedClaim, run, trials: list[dict[str, Any]],
-                    series_rows: list[tuple] | None = None) -> ClaimResult | None:
+                    series_rows: list[tuple] | None = None,
+                    noise: dict[str, RunNoise] | None = None) -> ClaimResult | None:
     """The claim on one run (`run` a RunInfo, `trials` with series); None when the run does
-    not hold both sides of it."""
+    not hold both sides of it. `noise`: run-to-run noise per metric from earlier runs."""
     claim = loaded.claim
     base, treat = sides(claim, trials, run.baseline)
     if not base or not treat:
         return None
     common = dict(hardware=hardware_of(run.env, run.device), run_id=run.run_id,
                   scenario=run.scenario, baseline=_name(base), treatment=_name(treat),
-                  run_with=loaded.scenario_path)
+                  run_with=loaded.scenario_path, metric=measured_metric(claim))
     unfinished = _unfinished(base, treat)
     if unfinished:
         return ClaimResult(claim, "not-testable-here", unfinished, **common)
-    estimate, problem = _measure(claim, base, treat, trials, series_rows or [])
+    estimate, problem = _measure(claim, base, treat, trials, series_rows or [], noise or {})
     if estimate is None or math.isnan(estimate.point):
         return ClaimResult(claim, "not-testable-here", problem or "no value measured", **common)
     hardware_gap = _hardware_gap(claim, run, treat + base)
@@ -101,52 +122,55 @@ def evaluate_on_run(loaded: LoadedClaim, run, trials: list[dict[str, Any]],
         return ClaimResult(claim, "not-testable-here", hardware_gap + "; measured here for "
                            "information only", estimate, **common)
     verdict, why = judge(claim, estimate)
+    metric = common["metric"]
+    if metric in METRIC_MEANINGS:
+        why += f"; measured on {metric}, {METRIC_MEANINGS[metric]}"
     return ClaimResult(claim, verdict, why, estimate, **common)
 
 
 def judge(claim: Claim, estimate: Estimate) -> tuple[str, str]:
-    """The verdict of a measured estimate against the claimed range (module docstring). An
-    estimate without an interval (one value per side) is judged on its point, and says so."""
+    """The verdict of a measured estimate against the claimed range (module docstring)."""
     expect, null = claim.expect, MEASURES[claim.measure][1]
+    if estimate.busy:
+        return "inconclusive", BUSY + (f" ({estimate.caveat})" if estimate.caveat else "")
+    if not estimate.tested:
+        where = "inside" if expect.contains(estimate.point) else "outside"
+        return "inconclusive", (f"{estimate.basis}: the value lies {where} the claimed range, "
+                                "which one run cannot show")
     low, high = estimate.low, estimate.high
-    single = not estimate.has_interval
-    what = "the value" if single else "the interval"
-    note = " (one value per side: no interval, no test)" if single else ""
+    what = "the exact value" if estimate.exact else "the interval"
     if expect.contains(null):  # a "no change" claim: an equivalence test
         lowest, highest = expect.bounds()
         if lowest <= low and high <= highest:
-            return "confirmed", f"{what} lies inside the claimed range{note}"
+            return "confirmed", f"{what} lies inside the claimed range"
         if not expect.overlaps(low, high):
-            return "refuted", f"{what} lies outside the claimed range{note}"
+            return "refuted", f"{what} lies outside the claimed range"
         return "inconclusive", "the interval straddles an end of the claimed range"
     claimed_up = expect.bounds()[0] > null  # the claim is of an increase of the measure
-    effect = estimate.point != null if single else estimate.significant(null)
     right_way = (estimate.point > null) == claimed_up
-    said = "a difference" if single else "significant"
-    if effect and right_way:
+    if estimate.significant and right_way:
         if expect.overlaps(low, high):
-            return "confirmed", f"{said} in the claimed direction, and {what} reaches the claimed range{note}"
-        return "partly", f"{said} in the claimed direction, but outside the claimed range{note}"
-    if effect:
-        return "refuted", f"{said} in the opposite direction to the claim{note}"
+            return "confirmed", f"significant in the claimed direction, and {what} reaches the claimed range"
+        return "partly", "significant in the claimed direction, but outside the claimed range"
+    if estimate.significant:
+        return "refuted", "significant in the opposite direction to the claim"
     if expect.overlaps(low, high):
         return "inconclusive", "no significant effect, yet the interval reaches the claimed range"
-    return "refuted", f"no significant effect, and {what} excludes the claimed range{note}"
+    return "refuted", f"no significant effect, and {what} excludes the claimed range"
 
 
 def _measure(claim: Claim, base: list[dict[str, Any]], treat: list[dict[str, Any]],
-             trials: list[dict[str, Any]], series_rows: list[tuple]) -> tuple[Estimate | None, str]:
+             trials: list[dict[str, Any]], series_rows: list[tuple],
+             noise: dict[str, RunNoise]) -> tuple[Estimate | None, str]:
     if claim.measure == "growth_saving":
-        return _growth_saving(claim, treat, trials, series_rows)
-    metric = claim.metric
-    if metric == "peak_memory":
-        metric = memory_metric(trial_frame(trials))
+        return _growth_saving(claim, base, treat, trials, series_rows)
+    metric = measured_metric(claim)
     if claim.baseline_metric is not None:  # two figures of the same trials
         renamed = [{**t, "metrics": {metric: (t.get("metrics") or {}).get(claim.baseline_metric)}}
                    for t in treat]
         ratio = compare_metric(treat, renamed, metric)
     else:
-        ratio = compare_metric(treat, base, metric)
+        ratio = compare_metric(treat, base, metric, noise.get(metric))
     if math.isnan(ratio.point):
         missing = [t for t in base + treat if metric not in (t.get("metrics") or {})]
         why = next((t.get("unmeasured", {}).get(metric) for t in missing
@@ -164,18 +188,26 @@ def _as_measure(measure: str, ratio: Estimate) -> Estimate:
     }[measure]()
 
 
-def _growth_saving(claim: Claim, treat: list[dict[str, Any]], trials: list[dict[str, Any]],
-                   series_rows: list[tuple]) -> tuple[Estimate | None, str]:
-    savings = growth_savings(trial_frame(trials), eval_curves(series_rows, trials))
-    method = (treat[0].get("params") or {}).get("growth.method")
+def _growth_saving(claim: Claim, base: list[dict[str, Any]], treat: list[dict[str, Any]],
+                   trials: list[dict[str, Any]], series_rows: list[tuple]
+                   ) -> tuple[Estimate | None, str]:
+    """The share of the scratch model's cost a growth method saves to reach the scratch
+    model's final eval loss: one saving per group of trials (a seed, when seeds are swept and
+    pooled); the method's costs against scratch's by the rule, as 1 - ratio."""
+    chosen = {t["trial_id"] for t in base + treat}
+    subset = [t for t in trials if t["trial_id"] in chosen]
+    savings = growth_savings(trial_frame(subset), eval_curves(series_rows, subset))
+    method = (treat[0].get("params") or {}).get(METHOD_AXIS.removeprefix("params."))
+    cost = claim.metric
     rows = savings[savings["method"] == method]
-    column = f"{claim.metric.removesuffix('_s')}_saving"
-    if rows.empty or rows[column].isna().all():
+    scratch = savings[savings["method"] == SCRATCH].set_index("group")[cost]
+    paired = rows.set_index("group")[cost].to_frame("method").join(scratch.rename("scratch"))
+    paired = paired.dropna()
+    if paired.empty:
         note = rows["note"].dropna().iloc[0] if not rows.empty and rows["note"].notna().any() else ""
         return None, f"{method} did not reach the scratch model's final eval loss {note}".strip()
-    value = float(rows[column].iloc[0])
-    return Estimate(value, value, value, "one curve per method (repeats averaged): no interval",
-                    has_interval=False), ""
+    ratio = log_ratio(paired["method"], paired["scratch"], unit="seeds")
+    return ratio.map(lambda r: 1.0 - r), ""
 
 
 def _unfinished(base: list[dict[str, Any]], treat: list[dict[str, Any]]) -> str:
@@ -210,7 +242,7 @@ def results_frame(results: list[ClaimResult]) -> pd.DataFrame:
         e = r.estimate
         rows.append({
             "id": r.claim.id, "claim": r.claim.claim, "verdict": r.verdict, "why": r.why,
-            "measure": r.claim.measure, "metric": r.claim.metric,
+            "measure": r.claim.measure, "metric": r.metric or r.claim.metric,
             "claimed": r.claim.expect.text() if r.claim.expect else None,
             "value": e.point if e else math.nan, "low": e.low if e else math.nan,
             "high": e.high if e else math.nan, "basis": e.basis if e else None,

@@ -9,6 +9,8 @@ dynamic int8 on CPU), then measure
     decode_tokens_per_s   greedy decoding with a KV cache, one token per sequence per step
     eval_loss, perplexity on the eval split
     peak_memory_bytes     the allocator's peak over the measurements (CUDA)
+
+and, over the same passes, who else used the CPUs (notes.contention, a machine-busy warning).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from harness.data import load_splits
 from harness.hardware import rank_device
 from harness.inference.measure import decode_tokens_per_s, prefill_tokens_per_s, weight_bytes
 from harness.metrics import MemoryMeter
+from harness.metrics.contention import ContentionMeter, window_warnings
 from harness.models import GPTConfig, build_model
 from harness.spec import TrialResult, TrialSpec
 from harness.techniques.precision import apply_precision
@@ -58,7 +61,7 @@ def run_inference_trial(spec: TrialSpec, progress=lambda done, total: None) -> T
     prompts = splits.eval_batches(settings["batch_size"])[0][0][:, : settings["prompt_len"]].to(device)
     # int8 layers compute in fp16 on CUDA (LLM.int8) and fp32 on a CPU; the rest of the model
     # keeps the dtype its weights were loaded in, so no autocast is needed
-    with MemoryMeter(device) as memory:
+    with ContentionMeter() as contention, MemoryMeter(device) as memory:
         metrics["prefill_tokens_per_s"] = prefill_tokens_per_s(model, prompts, device,
                                                                repeats=settings["repeats"])
         progress(2, 3)
@@ -79,9 +82,11 @@ def run_inference_trial(spec: TrialSpec, progress=lambda done, total: None) -> T
     notes = {"prompt_len": settings["prompt_len"], "decode_tokens": settings["decode_tokens"],
              "inference_batch_size": settings["batch_size"], "weights": techniques["precision"],
              "quantization": techniques["quantization"], "pretrain_steps": train["steps"],
-             "data": splits.description, "loss_floor": splits.loss_floor, **memory.peaks.notes}
+             "data": splits.description, "loss_floor": splits.loss_floor, **memory.peaks.notes,
+             "contention": contention.reading.to_notes()}
     return TrialResult(trial_id=spec.trial_id, status="ok", metrics=metrics,
-                       unmeasured=unmeasured, notes=notes)
+                       unmeasured=unmeasured, notes=notes,
+                       warnings=window_warnings(contention.reading, {}, "the measured passes"))
 
 
 def _load(model: nn.Module, arch: str, techniques: dict,

@@ -180,17 +180,19 @@ class HostEnergyMeter:
                 return
 
 
+def cpu_seconds(times) -> tuple[float, float]:
+    """(total, busy) seconds of a `psutil.cpu_times()` reading, summed over the logical CPUs:
+    busy is all but idle and iowait. Guest time is inside user and nice: not added twice."""
+    total = sum(times)
+    total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return total, total - idle
+
+
 def busy_percent(before, after) -> float | None:
     """Share of all logical CPUs' time that was not idle between two `psutil.cpu_times()`,
     percent (psutil.cpu_percent's formula, without its hidden module-wide state)."""
-
-    def split(times) -> tuple[float, float]:
-        total = sum(times)
-        total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)  # inside user/nice
-        idle = times.idle + getattr(times, "iowait", 0.0)
-        return total, total - idle
-
-    (total0, busy0), (total1, busy1) = split(before), split(after)
+    (total0, busy0), (total1, busy1) = cpu_seconds(before), cpu_seconds(after)
     if total1 - total0 <= 0:
         return None
     return min(100.0, max(0.0, 100.0 * (busy1 - busy0) / (total1 - total0)))

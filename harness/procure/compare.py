@@ -4,7 +4,8 @@ Each results path (a database, a JSON export, a folder of exports) is one machin
 ok trial name found in any of them, one row per machine: throughput, throughput per device,
 tokens per joule, MFU, peak memory and $ per million tokens. A figure a trial did not measure
 has no value and carries the trial's reason instead, never 0; a trial missing on one machine
-(absent, failed, out of memory) is a row that says so, because that is what a buyer must see.
+(absent, failed, out of memory, or measured on a busy machine) is a row that says so, because
+that is what a buyer must see.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.samples import is_busy
 from harness.analysis.trials import as_number
 from harness.errors import InputError, did_you_mean
 from harness.procure.prices import (
@@ -24,6 +26,7 @@ from harness.procure.prices import (
     energy_usd_per_million_tokens,
     price_for,
 )
+from harness.spec import MACHINE_BUSY
 from harness.store import RunInfo, open_results
 
 # The figures of a row, in the order a reader wants them.
@@ -95,8 +98,8 @@ def side_by_side(sources: list[ResultsSource], prices: LoadedPrices) -> list[Row
     rows = []
     for name in names:
         for source in sources:
-            trial = next((t for t in source.trials if t["name"] == name and t["status"] == "ok"),
-                         None)
+            trial = next((t for t in source.trials
+                          if t["name"] == name and t["status"] == "ok" and not is_busy(t)), None)
             rows.append(trial_row(trial, source.path, prices) if trial is not None
                         else absent_row(name, source))
     return rows
@@ -164,6 +167,10 @@ def absent_row(name: str, source: ResultsSource) -> Row:
     other = next((t for t in source.trials if t["name"] == name), None)
     if other is None:
         reason = f"no trial '{name}' in run {source.run.run_id}"
+    elif other["status"] == "ok" and is_busy(other):
+        message = next((w.get("message") for w in other.get("warnings") or []
+                        if isinstance(w, dict) and w.get("code") == MACHINE_BUSY), "")
+        reason = f"measured on a busy machine, left out: {message}".rstrip(": ")
     else:
         reason = f"{other['status']}: {other.get('reason') or 'no reason recorded'}"
     return Row(name, source.path, source.device_name, {}, dict.fromkeys(FIGURES, reason))

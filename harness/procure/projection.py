@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import peaks
+from harness.analysis.samples import is_busy
 from harness.hardware import DeviceFacts
 from harness.procure.compare import finite_or_none
 from harness.procure.targets import Target
@@ -86,7 +87,7 @@ def choose_basis(trials: list[dict[str, Any]]) -> Basis | str:
     candidates = []
     for trial in trials:
         mfu = finite_or_none((trial.get("metrics") or {}).get("mfu"))
-        if trial["status"] != "ok" or mfu is None or mfu <= 0:
+        if trial["status"] != "ok" or mfu is None or mfu <= 0 or is_busy(trial):
             continue
         peak = trial_peak(trial)
         if peak is not None:

@@ -36,6 +36,16 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _at_least_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number at least 0, got {text}")
+    return value
+
+
 def add_history_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help="results database, JSON export, or folder of JSON exports")
@@ -45,6 +55,9 @@ def add_history_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runs whose median is each run's reference (default 5)")
     parser.add_argument("--consecutive", type=_at_least_one, default=2,
                         help="violations in a row that make a regression (default 2)")
+    parser.add_argument("--noise-k", type=_at_least_zero, default=3.0, metavar="K",
+                        help="a run must move more than K x the series' run-to-run noise as well "
+                             "as the threshold (default %(default)s; 0: the threshold alone)")
     parser.add_argument("--threshold", action="append", default=[], metavar="METRIC=FRACTION",
                         help="override a metric's threshold, e.g. tokens_per_s=0.03 (repeatable)")
     parser.add_argument("--metric", action="append", default=[], metavar="METRIC",

@@ -1,12 +1,16 @@
-"""One run against another: for every trial both ran and every watched metric, the ratio of
-medians with its interval and test, the change in the bad direction, and a status.
+"""One run against another: for every trial both ran and every watched metric, the ratio with
+its interval and test, the change in the bad direction, and a status.
 
-Pure: two runs' trial lists (`ResultStore.trials(run_id, with_series=True)`) in, one frame
-out, one row per (trial, metric). Repeats of a combination are pooled under its name without
-the " #2" suffix. A change counts only when it is past the rule's threshold *and* significant
-(`Estimate.significant(1.0)`); where a side has one value there is no test, and the threshold
-alone decides (peak memory of one repeat is close to deterministic). A trial that was ok in
-the baseline and fails in the candidate is a regression in its own right (`failed-now`).
+Pure: two runs' trial lists (`ResultStore.trials(run_id)`) in, one frame out, one row per
+(trial, metric). Repeats of a combination are pooled under its name without the " #2" suffix
+and are the samples (harness.analysis.samples); per-step times never are. A change counts only
+when it is past the rule's threshold *and* the decision rule calls it (harness.analysis.stats:
+Welch's t on log figures). The two sides are runs made at different times, so the machine's
+drift between them is inside every difference: the unit is the run, judged against the spread
+of a run's figure over earlier runs of the scenario on this machine (`noise`,
+harness.analysis.noise.run_noise); without enough earlier runs there is no test. A change past
+the threshold that cannot be tested, or whose trials were measured on a busy machine, is
+`inconclusive`, never a regression. A trial that was ok in the baseline and fails in the candidate is `failed-now`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.samples import compare_metric, metric_sample
+from harness.analysis.samples import compare_samples, metric_sample
+from harness.analysis.stats import RunNoise
 from harness.analysis.trials import combination_name
 from harness.regression.rules import DEFAULT_RULES, Rule
 
@@ -26,18 +31,19 @@ from harness.regression.rules import DEFAULT_RULES, Rule
 FAILURES = ("failed", "oom", "timeout", "diverged")
 REGRESSIONS = ("regressed", "failed-now")
 # rows in the order a reader triages them: what broke first, then what moved, then the rest
-STATUS_ORDER = ("failed-now", "regressed", "missing", "improved", "unchanged", "new", "removed")
-NO_TEST = "(no test: one value per side)"
+STATUS_ORDER = ("failed-now", "regressed", "inconclusive", "missing", "improved", "unchanged",
+                "new", "removed")
 TRIAL_ROW = "status"  # the `metric` of a row about the trial's outcome, not a figure
 
 COLUMNS = ("trial", "metric", "family", "baseline", "candidate", "ratio", "low", "high",
-           "p_value", "tested", "change", "threshold", "status", "note")
+           "p_value", "tested", "busy", "change", "threshold", "status", "note")
 
-# environment facts that often explain a step between two runs: (label, path in the env)
 def compare_runs(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]],
-                 rules: Mapping[str, Rule] = DEFAULT_RULES) -> pd.DataFrame:
+                 rules: Mapping[str, Rule] = DEFAULT_RULES,
+                 noise: Mapping[str, RunNoise] | None = None) -> pd.DataFrame:
     """Every combination of the two runs against each other, on every metric of `rules`
-    that either side measured; rows sorted by STATUS_ORDER, planned order within a status."""
+    that either side measured; rows sorted by STATUS_ORDER, planned order within a status.
+    `noise`: the run noise per metric from earlier runs (harness.analysis.noise)."""
     base, cand = by_combination(baseline), by_combination(candidate)
     rows: list[dict[str, Any]] = []
     for key in [*base, *(k for k in cand if k not in base)]:
@@ -46,7 +52,7 @@ def compare_runs(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]]
         elif key not in base:
             rows.append(_row(key, "new", note=f"candidate: {outcomes(cand[key])}"))
         else:
-            rows += compare_combination(key, base[key], cand[key], rules)
+            rows += compare_combination(key, base[key], cand[key], rules, noise or {})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     rank = frame["status"].map(STATUS_ORDER.index).to_numpy()
     return frame.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
@@ -61,7 +67,8 @@ def by_combination(trials: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 
 def compare_combination(key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]],
-                        rules: Mapping[str, Rule]) -> list[dict[str, Any]]:
+                        rules: Mapping[str, Rule], noise: Mapping[str, RunNoise] | None = None
+                        ) -> list[dict[str, Any]]:
     """The rows of one combination: its outcome when that changed, then one row per metric
     when both sides have an ok repeat."""
     base_ok, cand_ok = _ok_count(base), _ok_count(cand)
@@ -76,34 +83,41 @@ def compare_combination(key: str, base: list[dict[str, Any]], cand: list[dict[st
                                                   f"{outcomes(base)}; candidate: {outcomes(cand)}"))
         return rows
     for rule in rules.values():
-        row = compare_figure(key, rule, base, cand)
+        row = compare_figure(key, rule, base, cand, (noise or {}).get(rule.metric))
         if row is not None:
             rows.append(row)
     return rows
 
 
-def compare_figure(key: str, rule: Rule, base: list[dict[str, Any]],
-                   cand: list[dict[str, Any]]) -> dict[str, Any] | None:
+def compare_figure(key: str, rule: Rule, base: list[dict[str, Any]], cand: list[dict[str, Any]],
+                   noise: RunNoise | None = None) -> dict[str, Any] | None:
     """One metric of one combination; None when neither side measured it."""
     base_sample, cand_sample = metric_sample(base, rule.metric), metric_sample(cand, rule.metric)
-    if not len(base_sample.values) and not len(cand_sample.values):
+    if not any(len(s.values) or s.left_out_busy for s in (base_sample, cand_sample)):
         return None
-    row = _row(key, "unchanged", rule=rule, baseline=_median(base_sample.values),
-               candidate=_median(cand_sample.values))
-    if not len(base_sample.values) or not len(cand_sample.values):
-        side, trials = ("baseline", base) if not len(base_sample.values) else ("candidate", cand)
+    row = _row(key, "unchanged", rule=rule, baseline=_center(base_sample),
+               candidate=_center(cand_sample))
+    measured = [len(s.values) or s.left_out_busy for s in (base_sample, cand_sample)]
+    if not all(measured):
+        side, trials = ("baseline", base) if not measured[0] else ("candidate", cand)
         why = unmeasured_reason(trials, rule.metric)
         row.update(status="missing", note=f"not measured in the {side}" + (f": {why}" if why else ""))
         return row
-    estimate = compare_metric(cand, base, rule.metric)
-    tested = estimate.has_interval or not math.isnan(estimate.p_value)
-    called = estimate.significant(1.0) if tested else True  # one value per side: no noise to beat
+    estimate = compare_samples(cand_sample, base_sample, noise, between_runs=True)
     change = rule.change(1.0, estimate.point)
-    status = ("regressed" if change > rule.threshold and called
-              else "improved" if change < -rule.threshold and called else "unchanged")
+    past = abs(change) > rule.threshold
+    if not estimate.tested:
+        status = "inconclusive" if past or estimate.busy else "unchanged"
+    elif estimate.significant and change > rule.threshold:
+        status = "regressed"
+    elif estimate.significant and change < -rule.threshold:
+        status = "improved"
+    else:
+        status = "unchanged"
+    note = "; ".join(part for part in (estimate.basis, estimate.caveat) if part)
     row.update(ratio=estimate.point, low=estimate.low, high=estimate.high,
-               p_value=estimate.p_value, tested=tested, change=change, status=status,
-               note=estimate.basis if tested else NO_TEST)
+               p_value=estimate.p_value, tested=estimate.tested, busy=estimate.busy, change=change,
+               status=status, note=note)
     return row
 
 
@@ -112,9 +126,17 @@ def regression_count(frame: pd.DataFrame) -> int:
     return int(frame["status"].isin(REGRESSIONS).sum())
 
 
+def inconclusive_count(frame: pd.DataFrame) -> int:
+    return int((frame["status"] == "inconclusive").sum())
+
+
 def verdict(frame: pd.DataFrame) -> str:
-    count = regression_count(frame)
-    return "no regressions" if count == 0 else f"{count} regression{'s' if count > 1 else ''}"
+    count, open_ = regression_count(frame), inconclusive_count(frame)
+    text = "no regressions" if count == 0 else f"{count} regression{'s' if count > 1 else ''}"
+    busy = bool(frame.loc[frame["status"] == "inconclusive", "busy"].any())
+    if open_:
+        text += f" ({open_} inconclusive{': machine busy' if busy else ''})"
+    return text
 
 
 def outcomes(trials: list[dict[str, Any]]) -> str:
@@ -140,7 +162,7 @@ def _row(key: str, status: str, *, rule: Rule | None = None, note: str = "",
          **figures: float) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
     row.update(trial=key, metric=rule.metric if rule else TRIAL_ROW,
-               family=rule.family if rule else "", tested=False,
+               family=rule.family if rule else "", tested=False, busy=False,
                threshold=rule.threshold if rule else math.nan, status=status, note=note)
     row.update(figures)
     return row
@@ -154,7 +176,14 @@ def _failure_count(trials: list[dict[str, Any]]) -> int:
     return sum(trial["status"] in FAILURES for trial in trials)
 
 
-def _median(values: np.ndarray) -> float:
-    return float(np.median(values)) if len(values) else math.nan
+def _center(sample) -> float:
+    """The side's figure as the rule sees it: the geometric mean of its runs (the busy runs',
+    for information, when no quiet run is left)."""
+    values = sample.values if len(sample.values) else sample.busy_values
+    if not len(values):
+        return math.nan
+    if (values <= 0).any():
+        return float(np.median(values))
+    return float(np.exp(np.mean(np.log(values))))
 
 

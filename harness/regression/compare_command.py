@@ -28,6 +28,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from harness.analysis.noise import noise_for_run
+from harness.analysis.samples import is_busy
 from harness.claims.verdict import hardware_of
 from harness.errors import InputError, did_you_mean
 from harness.regression.compare import REGRESSIONS, TRIAL_ROW, compare_runs, regression_count, verdict
@@ -35,15 +37,22 @@ from harness.regression.environment import environment_differences
 from harness.regression.rules import rules_with
 from harness.report import units
 from harness.report.markdown import escape_markdown
+from harness.spec import MACHINE_BUSY
 from harness.store import ResultStore, RunInfo, open_results
 
-HOW_TO_READ = ("ratio = candidate / baseline median, with its 95% bootstrap interval; p = "
-               "Mann–Whitney; change > 0 is worse. A row regresses when the change passes its "
-               "threshold and is significant (p < 0.05 or the interval excludes 1); with one "
-               "value per side there is no test and the threshold alone decides.")
+HOW_TO_READ = ("baseline and candidate are geometric means over each run's repeats (per-step "
+               "times are never samples); ratio = candidate / baseline with its 95% interval; "
+               "change > 0 is worse. Two runs made at different times also differ by the "
+               "machine's drift between them, so p is a t-test of the run-level ratio against the "
+               "spread of a run's figure over earlier runs of the scenario on this machine (the "
+               "note names them); with fewer than 3 earlier runs there is no test. Counted or "
+               "identical figures are exact. A row regresses when the change passes its threshold "
+               "and p < 0.05; an untested change past the threshold, or one whose trials ran on a "
+               "busy machine, is inconclusive, never a regression. Exit 1 means a conclusive "
+               "regression only.")
 ENV_HINT = "a driver or torch upgrade often explains a step"
 STYLES = {"regressed": "bold red", "failed-now": "bold red", "improved": "green",
-          "missing": "yellow", "unchanged": "dim"}
+          "inconclusive": "yellow", "missing": "yellow", "unchanged": "dim"}
 TABLE_HEADERS = ("trial", "metric", "baseline", "candidate", "ratio (95% interval)", "p",
                  "change (+ worse)", "threshold", "status", "note")
 
@@ -55,6 +64,7 @@ class Side:
     source: str  # where it was read from, as the user named it
     run: RunInfo
     trials: list[dict[str, Any]]
+    store: ResultStore  # for the earlier runs that give the run-to-run noise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if args.metric:
         rules = {metric: rules[metric] for metric in dict.fromkeys(args.metric)}
     baseline, candidate = load_sides(args.baseline, args.candidate, args.results, args.scenario)
-    frame = compare_runs(baseline.trials, candidate.trials, rules)
+    frame = compare_runs(baseline.trials, candidate.trials, rules,
+                         noise_for_run(candidate.store, candidate.run, list(rules),
+                                       exclude={baseline.run.run_id}, between_runs=True))
     if not len(frame) or frame["status"].isin(("new", "removed")).all():
         raise InputError(f"run {baseline.run.run_id} and run {candidate.run.run_id} have no "
                          "trial in common: nothing to compare", field="compare")
@@ -124,7 +136,7 @@ def resolve(reference: str, results: Path, scenario: str | None) -> Side:
 
 
 def _side(store: ResultStore, source: str, run_id: str) -> Side:
-    return Side(source, store.run(run_id), store.trials(run_id, with_series=True))
+    return Side(source, store.run(run_id), store.trials(run_id), store)
 
 
 def _database(path: Path) -> ResultStore:
@@ -147,6 +159,12 @@ def header_lines(baseline: Side, candidate: Side, frame: pd.DataFrame) -> list[s
     differences = environment_differences(baseline.run.env, candidate.run.env)
     if differences:
         lines.append(f"environments differ ({ENV_HINT}): {'; '.join(differences)}")
+    for side in (baseline, candidate):
+        busy = [t for t in side.trials if t["status"] == "ok" and is_busy(t)]
+        if busy:
+            lines.append(f"WARNING: {len(busy)} of the {side_name(side, baseline)} run's trials were "
+                         f"measured on a busy machine and left out of every test: "
+                         f"{busy_message(busy)}")
     if baseline.run.scenario != candidate.run.scenario:
         lines.append(f"different scenarios: {baseline.run.scenario} → {candidate.run.scenario}")
     for status, label in (("new", "new in the candidate"), ("removed", "not in the candidate")):
@@ -154,6 +172,18 @@ def header_lines(baseline: Side, candidate: Side, frame: pd.DataFrame) -> list[s
         if names:
             lines.append(f"{label}: {', '.join(names)}")
     return lines
+
+
+def side_name(side: Side, baseline: Side) -> str:
+    return "baseline" if side is baseline else "candidate"
+
+
+def busy_message(trials: list[dict[str, Any]]) -> str:
+    """The first busy warning's own words, and how many more there are."""
+    messages = [w.get("message", "") for t in trials for w in t.get("warnings") or []
+                if isinstance(w, dict) and w.get("code") == MACHINE_BUSY]
+    more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
+    return (messages[0] if messages else "machine busy") + more
 
 
 def describe_run(side: Side) -> str:

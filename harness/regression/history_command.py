@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     scenario, runs = choose_runs(store.runs(), args.scenario, args.runs)
     analysis = analyse_history(scenario, load_records(store, [r["run_id"] for r in runs]), rules,
                                window=args.window, consecutive=args.consecutive,
-                               metrics=args.metric or None)
+                               noise_k=args.noise_k, metrics=args.metric or None)
     if args.format == "markdown":
         print_markdown(analysis)
     else:
@@ -67,7 +67,7 @@ def print_tables(analysis: HistoryAnalysis) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    console = Console(width=max(Console().width, 140))
+    console = Console(width=max(Console().width, 200))
     console.print(_title(analysis), markup=False)
     console.print(policy(analysis), style="dim", markup=False)
     for heading, table in _sections(analysis):

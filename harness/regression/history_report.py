@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from harness.regression.history import HistoryAnalysis
+from harness.regression.history import MIN_NOISE_RUNS, HistoryAnalysis
 from harness.report import units
 from harness.report.figures import DPI, _palette, _png, _text
 from harness.report.markdown import escape_markdown, table_markdown
@@ -54,26 +54,39 @@ def run_date(started_at: str) -> str:
 def flags_table(analysis: HistoryAnalysis) -> Table:
     """Regressions, then suspects: where each streak started and how far it moved."""
     headers = ["verdict", "trial", "metric", "from run", "runs", "window median",
-               "first → last", "change", "threshold", "ongoing"]
+               "first → last", "change", "flagged past (noise)", "ongoing"]
     rows, classes = [], []
     for flag in analysis.flags.to_dict("records"):
         metric = flag["metric"]
+        if flag["kind"] == "inconclusive":
+            rows.append(["inconclusive: machine busy", flag["key"], metric,
+                         f"{flag['run_id']} ({run_date(flag['started_at'])})", "1", units.DASH,
+                         "every repeat measured on a busy machine: passed over", units.DASH,
+                         units.DASH, "yes" if flag["ongoing"] else "no"])
+            classes.append("suspect")
+            continue
+        noise = flag.get("noise")
         rows.append([flag["kind"], flag["key"], metric,
                      f"{flag['run_id']} ({run_date(flag['started_at'])})", str(flag["runs"]),
                      format_value(metric, flag["reference"]),
                      f"{format_value(metric, flag['value'])} → {format_value(metric, flag['last_value'])}",
-                     units.signed_percent(flag["change"]), units.percent(flag["threshold"]),
+                     units.signed_percent(flag["change"]),
+                     f"{units.percent(flag['threshold'])} "
+                     f"({units.percent(noise) if noise == noise and noise is not None else 'not yet known'})",
                      "yes" if flag["ongoing"] else "no"])
         classes.append(flag["kind"])
     return Table(headers, rows, classes, [False] * 4 + [True] * 5 + [False])
 
 
 def variance_table(analysis: HistoryAnalysis) -> Table:
-    headers = ["trial", "metric", "runs", "mean", "CV (std/mean)", "median", "MAD/median"]
+    headers = ["trial", "metric", "runs", "mean", "CV (std/mean)", "median", "MAD/median",
+               "noise (robust σ of a run)", "flagged past"]
     rows = [[v["key"], v["metric"], str(v["runs"]), format_value(v["metric"], v["mean"]),
-             units.percent(v["cv"]), format_value(v["metric"], v["median"]), units.percent(v["mad_rel"])]
+             units.percent(v["cv"]), format_value(v["metric"], v["median"]), units.percent(v["mad_rel"]),
+             units.percent(v["noise"]) if v["noise"] == v["noise"] else f"not yet known (< {MIN_NOISE_RUNS + 2} runs)",
+             units.percent(v["flag_past"])]
             for v in analysis.variance.to_dict("records")]
-    return Table(headers, rows, [""] * len(rows), [False, False] + [True] * 5)
+    return Table(headers, rows, [""] * len(rows), [False, False] + [True] * 7)
 
 
 def changes_table(analysis: HistoryAnalysis) -> Table:
@@ -157,14 +170,23 @@ def _run_axis(ax, analysis: HistoryAnalysis) -> None:
 def summary(analysis: HistoryAnalysis) -> str:
     kinds = analysis.flags["kind"].value_counts()
     ongoing = len(analysis.ongoing_regressions())
-    return (f"{kinds.get('regression', 0)} regression(s), {ongoing} still at the latest run; "
+    text = (f"{kinds.get('regression', 0)} regression(s), {ongoing} still at the latest run; "
             f"{kinds.get('suspect', 0)} suspect(s)")
+    if kinds.get("inconclusive", 0):
+        text += f"; {kinds['inconclusive']} inconclusive (machine busy)"
+    return text
 
 
 def policy(analysis: HistoryAnalysis) -> str:
     return (f"Each run is compared with the median of the previous {analysis.window} runs of the "
-            f"same trial; a regression is {analysis.consecutive} or more consecutive runs past the "
-            "metric's threshold, reported at its first run; fewer are suspect.")
+            f"same trial; it violates when it is worse by more than the larger of the metric's "
+            f"threshold and {analysis.noise_k:g} × the series' run-to-run noise (1.4826 × the "
+            f"median absolute deviation of the earlier runs' log deviations from their "
+            f"references; the threshold alone until {MIN_NOISE_RUNS} such deviations exist). A "
+            f"regression is {analysis.consecutive} or more consecutive violating runs, reported at "
+            "its first run, once the noise is known; fewer, or a streak that starts before the "
+            "noise is known, are suspect. Trials measured on a busy machine are left out; a run "
+            "with none left is passed over.")
 
 
 def facts(analysis: HistoryAnalysis) -> list[tuple[str, str]]:
@@ -217,7 +239,9 @@ img { max-width: 100%; height: auto; border: 1px solid #d1d9e0; }
 {% if changes.rows %}{{ table(changes) }}{% else %}<p>None.</p>{% endif %}
 <h2>Run-to-run variation</h2>
 <p class="note">CV: sample standard deviation over the mean of the per-run medians;
-MAD/median: median absolute deviation over the median, robust to one bad night.</p>
+MAD/median: median absolute deviation over the median, robust to one bad night; noise: 1.4826 ×
+the median absolute deviation of each run's log deviation from its window median (about one
+standard deviation of a run); flagged past: the change a run must pass to violate.</p>
 {{ table(variance) }}
 <h2>Figures</h2>
 {% for metric, data in figures %}<figure><img alt="{{ metric }} over runs"

@@ -53,8 +53,8 @@ def rules_with(overrides: list[str]) -> dict[str, Rule]:
             value = float(raw)
         except ValueError:
             raise InputError(f"'{raw}' is not a number", field=f"--threshold {metric}") from None
-        if not 0 <= value < 10:
-            raise InputError(f"a threshold is a fraction such as 0.05, got {value}",
+        if not 0 <= value <= 1:  # 1 = twice as slow already; beyond it is a typo for a percent
+            raise InputError(f"a threshold is a fraction between 0 and 1 such as 0.05, got {raw.strip()}",
                              field=f"--threshold {metric}")
         rules[metric] = replace(rules[metric], threshold=value)
     return rules

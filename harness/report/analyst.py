@@ -12,19 +12,21 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis import effects_summary
-from harness.analysis.samples import compare_metric
-from harness.analysis.stats import Estimate
+from harness.analysis.samples import BUSY, compare_metric
+from harness.analysis.stats import Estimate, RunNoise
 from harness.analysis.trials import PARAM_PREFIX, combination_name
 from harness.report import units
 from harness.report.claims_table import measured_text
 from harness.report.tables import MEMORY_LABELS, Table
 
 HOW = {
-    "statistics": "Each ratio is the combination's median over the baseline's, with a 95% "
-                  "percentile-bootstrap interval: over repeats when there are two or more, else "
-                  "over the measured steps' times (throughput and step time only; other figures "
-                  "of a single repeat have no interval). A difference is called only when it is "
-                  "significant: Mann–Whitney U p < 0.05 or an interval that excludes 1.",
+    "statistics": "Each ratio is the combination's geometric mean over the baseline's, over "
+                  "independent runs (repeats, each its own process; per-step times are never "
+                  "samples), with a 95% interval from Welch's t on the log figures; a difference "
+                  "is called only when p < 0.05, which is when the interval excludes 1. With one "
+                  "run per side there is no test (unless earlier runs of this scenario on this "
+                  "machine give the run-to-run noise: the basis says so); counted figures such as "
+                  "bytes are exact. Trials measured on a busy machine are left out.",
     "effects": "Main effect: the geometric mean, over every setting of the other techniques, of "
                "the ratio a technique's level gives against the baseline level. Interaction: how "
                "much two techniques together give beyond the product of their main effects "
@@ -55,7 +57,7 @@ def summary_lines(combos: pd.DataFrame, memory: str, trials: list[dict[str, Any]
 
 
 def statistics_table(trials: list[dict[str, Any]], baseline_name: str | None,
-                     memory: str) -> Table | None:
+                     memory: str, noise: dict[str, RunNoise] | None = None) -> Table | None:
     """Every combination against the baseline: throughput and memory ratios with intervals."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for trial in trials:
@@ -63,17 +65,19 @@ def statistics_table(trials: list[dict[str, Any]], baseline_name: str | None,
     if baseline_name is None or baseline_name not in groups or len(groups) < 2:
         return None
     base = groups[baseline_name]
-    headers = ["combination", "speedup (95% interval)", "throughput", "Mann–Whitney p",
+    headers = ["combination", "speedup (95% interval)", "throughput", "Welch p",
                f"{MEMORY_LABELS[memory]} ratio (95% interval)", "memory", "basis"]
     rows = []
+    noise = noise or {}
     for name, group in groups.items():
         if name == baseline_name or not any(t["status"] == "ok" for t in group):
             continue
-        speed = compare_metric(group, base, "tokens_per_s")
-        mem = compare_metric(group, base, memory)
+        speed = compare_metric(group, base, "tokens_per_s", noise.get("tokens_per_s"))
+        mem = compare_metric(group, base, memory, noise.get(memory))
+        basis = "; ".join(part for part in (speed.basis, speed.caveat) if part)
         rows.append([name, measured_text("ratio", speed), _called(speed, "faster", "slower"),
                      units.DASH if math.isnan(speed.p_value) else f"{speed.p_value:.2g}",
-                     measured_text("ratio", mem), _called(mem, "more", "less"), speed.basis])
+                     measured_text("ratio", mem), _called(mem, "more", "less"), basis])
     if not rows:
         return None
     return Table(headers, rows, [], [False, True, False, True, True, False, False])
@@ -97,11 +101,13 @@ def effects_table(combos: pd.DataFrame, baseline: dict[str, Any] | None, memory:
 
 
 def _called(estimate: Estimate, up: str, down: str) -> str:
+    if estimate.busy:
+        return BUSY
     if math.isnan(estimate.point):
         return units.DASH
-    if not estimate.has_interval:
-        return "one value per side: not tested"
-    if not estimate.significant(1.0):
+    if not estimate.tested:
+        return "no test"
+    if not estimate.significant:
         return "no significant difference"
     return up if estimate.point > 1 else down
 

@@ -19,9 +19,9 @@ def measured_text(measure: str, estimate: Estimate | None) -> str:
     if estimate is None or math.isnan(estimate.point):
         return units.DASH
     fmt = units.ratio if measure in _RATIO_MEASURES else units.signed_percent
-    if not estimate.has_interval:
-        return f"{fmt(estimate.point)} (no interval)"
-    if estimate.low == estimate.high:
+    if not estimate.tested:
+        return f"{fmt(estimate.point)} (no test)"
+    if estimate.exact:
         return f"{fmt(estimate.point)} (exact)"
     return f"{fmt(estimate.point)} [{fmt(estimate.low)} – {fmt(estimate.high)}]"
 
@@ -41,7 +41,7 @@ def what_text(result: ClaimResult) -> str:
     claim = result.claim
     if claim.metric is None:
         return units.DASH
-    what = f"{claim.metric} {claim.measure.replace('_', ' ')}"
+    what = f"{result.metric or claim.metric} {claim.measure.replace('_', ' ')}"
     if result.treatment is None:
         return what
     if claim.baseline_metric is not None:
@@ -60,8 +60,11 @@ def claims_table(results: list[ClaimResult], *, compact: bool = False) -> Table:
     for result in results:
         estimate = result.estimate
         basis = f"; {estimate.basis}" if estimate is not None else ""
-        p_value = (f"; Mann–Whitney p = {estimate.p_value:.2g}"
-                   if estimate is not None and not math.isnan(estimate.p_value) else "")
+        if estimate is not None and estimate.caveat:
+            basis += f" ({estimate.caveat})"
+        p_value = (f"; Welch p = {estimate.p_value:.2g}"
+                   if estimate is not None and not estimate.exact
+                   and not math.isnan(estimate.p_value) else "")
         claim = f"{result.claim.id}: {result.claim.claim}"
         source = result.claim.source.primary or "no primary source found"
         why = result.why + basis + p_value

@@ -24,7 +24,8 @@ from harness.analysis import (
     trial_frame,
 )
 from harness.claims import ClaimResult, LoadedClaim, claims_for_run, default_claims_path, load_claims
-from harness.report import analyst, figures, tradeoff_figures, units
+from harness.analysis.noise import noise_for_run
+from harness.report import analyst, caveats, figures, tradeoff_figures, units
 from harness.report.claims_table import claims_table
 from harness.report.kind_sections import kind_figures_for, kind_sections
 from harness.report.tables import (
@@ -120,6 +121,7 @@ class ReportContent:
     measurements: list[tuple[str, str]]  # (column, how it is measured)
     environment: Table
     summary: list[tuple[str, str]] = field(default_factory=list)  # best by throughput, memory, energy
+    warnings: list[str] = field(default_factory=list)  # said before anything else: busy machine, ...
     claims: Table | None = None  # verdicts of the claims this run bears on
     verdict_counts: str = ""  # "2 confirmed, 1 refuted, ..."
     claims_note: str = analyst.HOW["claims"]
@@ -152,14 +154,17 @@ def build_content(store: ResultStore, run_id: str,
     if claims is None and default_claims_path().is_file():
         claims = load_claims(default_claims_path())
     verdicts = claims_for_run(store, run.run_id, claims or [])
+    single = (combos["ok_repeats"] < 2).any() if len(combos) else False
+    noise = noise_for_run(store, run, ["tokens_per_s", memory]) if single else {}
     analysis = [(title, analyst.HOW[key], table) for title, key, table in (
         ("Against the baseline, with intervals", "statistics",
-         analyst.statistics_table(trials, baseline_name, memory)),
+         analyst.statistics_table(trials, baseline_name, memory, noise)),
         ("Which technique bought what", "effects",
          analyst.effects_table(combos, run.baseline, memory))) if table is not None]
 
     return ReportContent(
         summary=analyst.summary_lines(combos, memory, trials),
+        warnings=caveats.run_warnings(trials),
         claims=claims_table(verdicts, compact=True) if verdicts else None,
         verdict_counts=_verdict_counts(verdicts),
         analysis=analysis,
@@ -192,7 +197,9 @@ def _verdict_counts(verdicts: list[ClaimResult]) -> str:
 def _accounting(frame: pd.DataFrame, trials: list[dict[str, Any]],
                 memory: str) -> list[tuple[str, str, Table]]:
     trained = frame["tokens_per_s"].notna().any() or not (frame["status"] == "ok").any()
-    sections = [("Compute", HOW_MEASURED["compute"], compute_table(frame)),
+    peaks = caveats.peaks_used(trials)
+    compute_note = HOW_MEASURED["compute"] + (" Peak used: " + "; ".join(peaks) + "." if peaks else "")
+    sections = [("Compute", compute_note, compute_table(frame)),
                 ("Where the memory went", HOW_MEASURED["memory breakdown"],
                  memory_breakdown_table(frame, memory))] if trained else []  # not for inference
     energy = energy_table(trials)
@@ -278,7 +285,7 @@ def _facts(run, trials: list[dict[str, Any]]) -> list[tuple[str, str]]:
     device = env.get("device_name") or run.device
     if env.get("device_count") and env.get("device") not in (None, "cpu"):
         device = f"{env['device_count']} × {device}"
-    return [
+    facts = [
         ("run", run.run_id),
         ("started", run.started_at),
         ("finished", run.finished_at or "not finished (interrupted, or still running)"),
@@ -287,6 +294,10 @@ def _facts(run, trials: list[dict[str, Any]]) -> list[tuple[str, str]]:
         ("harness version", units.plain(env.get("harness_version"))),
         ("trials", f"{len(trials)} stored of {run.planned_trials} planned: {by_status}"),
     ]
+    contention = caveats.contention_fact(trials)
+    if contention:
+        facts.append(("contention", contention))
+    return facts
 
 
 def _setup(trials: list[dict[str, Any]], frame: pd.DataFrame,

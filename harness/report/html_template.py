@@ -37,6 +37,8 @@ tr.verdict-not-testable-here td:nth-child(2), tr.verdict-unsourced td:nth-child(
 figure { margin: 1rem 0 1.5rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption, .note { color: var(--muted); font-size: 0.88rem; }
+.warning { background: #fff1f0; border-left: 4px solid var(--bad); padding: 0.4rem 0.7rem;
+           overflow-wrap: anywhere; }
 pre { background: var(--soft); padding: 0.5rem; overflow-x: auto; font-size: 0.8rem; }
 code { font-size: 0.85em; }
 """
@@ -56,6 +58,8 @@ TEMPLATE = """<!DOCTYPE html>
 <dl class="facts">
 {% for key, value in c.facts %}<dt>{{ key }}</dt><dd>{{ value }}</dd>
 {% endfor %}</dl>
+{% for line in c.warnings %}<p class="warning"><strong>WARNING:</strong> {{ line }}</p>
+{% endfor %}
 </header>
 
 <h2>Summary</h2>

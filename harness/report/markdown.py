@@ -44,6 +44,8 @@ def render_markdown(content: ReportContent) -> str:
     if content.description:
         out += [f"> {escape_markdown(content.description)}", ""]
     out += [_facts(content.facts), ""]
+    for line in content.warnings:
+        out += [f"> **WARNING:** {escape_markdown(line)}", ""]
 
     out += ["## Summary", "", _facts(content.summary), ""]
     if content.claims is not None:

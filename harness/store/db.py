@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS trials (
     name TEXT, params_json TEXT, status TEXT NOT NULL, reason TEXT, metrics_json TEXT,
     unmeasured_json TEXT, notes_json TEXT, spec_json TEXT, env_json TEXT, traceback TEXT,
     started_at TEXT, finished_at TEXT, scenario_hash TEXT, harness_version TEXT,
-    git_commit TEXT, git_dirty INTEGER, schema_version INTEGER NOT NULL,
+    git_commit TEXT, git_dirty INTEGER, schema_version INTEGER NOT NULL, warnings_json TEXT,
     PRIMARY KEY (run_id, trial_id)
 );
 CREATE TABLE IF NOT EXISTS series (
@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS series (
     PRIMARY KEY (run_id, trial_id, series, step)
 );
 """
+# Columns added since the first release of SCHEMA, by table: a database created before them gets
+# them when it is opened (SQLite appends them; a row written before reads NULL there). Trial
+# records keep schema_version 1: the new fields are additions with a default, not changes.
+ADDED_COLUMNS = {"trials": (("warnings_json", "TEXT"),)}
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def _connect(self) -> sqlite3.Connection:
@@ -98,15 +103,20 @@ class ResultStore:
     def save_trial(self, run_id: str, position: int, spec: TrialSpec, result: TrialResult,
                    env: dict[str, Any], scenario_hash: str) -> None:
         """Insert the trial and its series in one transaction, committed before returning."""
+        row = {
+            "run_id": run_id, "trial_id": spec.trial_id, "position": position, "name": spec.name,
+            "params_json": json.dumps(spec.params), "status": result.status, "reason": result.reason,
+            "metrics_json": json.dumps(result.metrics), "unmeasured_json": json.dumps(result.unmeasured),
+            "notes_json": json.dumps(result.notes), "warnings_json": json.dumps(result.warnings),
+            "spec_json": json.dumps(spec.to_dict()), "env_json": json.dumps(env),
+            "traceback": result.traceback, "started_at": result.started_at,
+            "finished_at": result.finished_at, "scenario_hash": scenario_hash,
+            "harness_version": env.get("harness_version"), "git_commit": env.get("git_commit"),
+            "git_dirty": env.get("git_dirty"), "schema_version": result.schema_version,
+        }
         with closing(self._connect()) as db, db:
-            db.execute(
-                "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, spec.trial_id, position, spec.name, json.dumps(spec.params), result.status,
-                 result.reason, json.dumps(result.metrics), json.dumps(result.unmeasured),
-                 json.dumps(result.notes), json.dumps(spec.to_dict()), json.dumps(env),
-                 result.traceback, result.started_at, result.finished_at, scenario_hash,
-                 env.get("harness_version"), env.get("git_commit"), env.get("git_dirty"),
-                 result.schema_version))
+            db.execute(f"INSERT OR REPLACE INTO trials ({', '.join(row)})"
+                       f" VALUES ({', '.join(':' + column for column in row)})", row)
             db.execute("DELETE FROM series WHERE run_id=? AND trial_id=?", (run_id, spec.trial_id))
             db.executemany(
                 "INSERT INTO series VALUES (?,?,?,?,?)",
@@ -172,6 +182,7 @@ class ResultStore:
             "params": json.loads(row["params_json"]), "status": row["status"],
             "reason": row["reason"], "metrics": json.loads(row["metrics_json"]),
             "unmeasured": json.loads(row["unmeasured_json"]), "notes": json.loads(row["notes_json"]),
+            "warnings": json.loads(row["warnings_json"] or "[]"),
             "traceback": row["traceback"], "started_at": row["started_at"],
             "finished_at": row["finished_at"], "scenario_hash": row["scenario_hash"],
             "harness_version": row["harness_version"], "git_commit": row["git_commit"],
@@ -197,6 +208,19 @@ class ResultStore:
             return [tuple(row) for row in db.execute(
                 "SELECT trial_id, series, step, value FROM series WHERE run_id=?"
                 " ORDER BY trial_id, series, step", (run_id,))]
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name in present:
+                continue
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as err:  # another process added it first
+                if "duplicate column" not in str(err):
+                    raise
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -16,9 +16,9 @@ from harness.store.pytest_benchmark import pytest_benchmark_json
 
 FORMATS = ("json", "csv", "parquet", "pytest-benchmark")
 JSON_KEYS = ("schema_version", "run_id", "scenario", "trial_id", "name", "params", "status",
-             "reason", "metrics", "unmeasured", "notes", "scenario_hash", "harness_version",
-             "git_commit", "git_dirty", "started_at", "finished_at", "spec", "env", "run",
-             "position", "series")
+             "reason", "metrics", "unmeasured", "notes", "warnings", "scenario_hash",
+             "harness_version", "git_commit", "git_dirty", "started_at", "finished_at", "spec",
+             "env", "run", "position", "series")
 
 
 def export_trials(trials: list[dict[str, Any]], fmt: str, out: Path | None) -> str | None:

@@ -54,7 +54,20 @@ def read_export(path: Path) -> list[dict[str, Any]]:
         if trial["status"] not in STATUSES:
             raise InputError(f"unknown status {trial['status']!r}", file=str(path),
                              field=f"[{index}].status")
+        _check_warnings(trial.get("warnings", []), path, index)
     return data
+
+
+def _check_warnings(warnings: Any, path: Path, index: int) -> None:
+    """An export written before trials carried `warnings` has none: that reads as []."""
+    if not isinstance(warnings, list):
+        raise InputError("warnings must be a list of {code, message} objects", file=str(path),
+                         field=f"[{index}].warnings")
+    for number, warning in enumerate(warnings):
+        if not (isinstance(warning, dict) and isinstance(warning.get("code"), str)
+                and isinstance(warning.get("message"), str)):
+            raise InputError("a warning is an object with a string code and message",
+                             file=str(path), field=f"[{index}].warnings[{number}]")
 
 
 def import_trials(store: ResultStore, trials: list[dict[str, Any]]) -> ImportSummary:
@@ -78,8 +91,8 @@ def import_trials(store: ResultStore, trials: list[dict[str, Any]]) -> ImportSum
             trial["trial_id"], trial["status"], reason=trial.get("reason"),
             metrics=trial.get("metrics") or {}, unmeasured=trial.get("unmeasured") or {},
             series=trial.get("series") or {}, notes=trial.get("notes") or {},
-            traceback=trial.get("traceback"), started_at=trial.get("started_at"),
-            finished_at=trial.get("finished_at"),
+            warnings=trial.get("warnings") or [], traceback=trial.get("traceback"),
+            started_at=trial.get("started_at"), finished_at=trial.get("finished_at"),
             schema_version=trial.get("schema_version") or 1)
         position = trial.get("position")
         store.save_trial(run_id, len(known[run_id]) if position is None else position, spec,

@@ -13,6 +13,7 @@ from harness import peaks
 from harness.hardware import DeviceFacts
 from harness.metrics.memory import local_nbytes
 from harness.models import GPTConfig, model_flops_per_token, recompute_flops_per_token
+from harness.spec import CPU_PEAK_UNDER_LOAD
 from harness.techniques.checkpointing import recomputed_blocks
 from harness.techniques.optimizers import optimizer_state_bytes
 from harness.techniques.precision import Precision
@@ -42,10 +43,16 @@ def account_flops(out: LoopOutcome, config: GPTConfig, seq_len: int, techniques:
         why = f"no {dtype} peak FLOP/s known for {facts.name}"
         out.unmeasured.update({"mfu": why, "hfu": why})
         return
+    out.notes.update({"peak_tflops": peak.tflops, "peak_dtype": peak.dtype,
+                      "peak_source": peak.source, "peak_measured": peak.measured,
+                      "peak_quiet": peak.quiet})
+    if not peak.quiet:  # a peak timed on a busy machine is too low: every MFU against it too high
+        why = f"the CPU peak could not be measured on a quiet machine: {peak.under_load}"
+        out.unmeasured.update({"mfu": why, "hfu": why})
+        out.warnings.append({"code": CPU_PEAK_UNDER_LOAD, "message": why})
+        return
     out.metrics["mfu"] = peaks.utilization(model_flops, tokens_per_s, peak, devices)
     out.metrics["hfu"] = peaks.utilization(hardware_flops, tokens_per_s, peak, devices)
-    out.notes.update({"peak_tflops": peak.tflops, "peak_dtype": peak.dtype,
-                      "peak_source": peak.source, "peak_measured": peak.measured})
 
 
 def account_memory(out: LoopOutcome, bare_model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

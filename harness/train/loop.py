@@ -18,6 +18,7 @@ from torch import nn
 
 from harness.data import TokenSplits
 from harness.metrics import MemoryMeter, SavedTensorMeter, StepTimer
+from harness.metrics.contention import ContentionMeter, window_warnings
 from harness.metrics.energy import EnergyMeter, power_series
 from harness.metrics.energy import metrics_from as energy_metrics
 from harness.metrics.flop_count import COMPILED_REASON, count_step_flops, is_compiled
@@ -58,6 +59,7 @@ class LoopOutcome:
     unmeasured: dict[str, str] = field(default_factory=dict)
     series: dict[str, list[float]] = field(default_factory=dict)
     notes: dict[str, object] = field(default_factory=dict)
+    warnings: list[dict[str, str]] = field(default_factory=list)  # TrialResult.warnings
 
 
 def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, precision: Precision,
@@ -106,7 +108,9 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
 
     reset_router_stats(bare_model)  # routing figures cover the measured steps only
     done = total
-    with energy, StepTimer(device) as timer, MemoryMeter(device) as memory:
+    # contention outermost: its edges (a process-table scan) stay outside the other meters'
+    contention = ContentionMeter()
+    with contention, energy, StepTimer(device) as timer, MemoryMeter(device) as memory:
         for index in range(settings.warmup_steps, total):
             micro_batches = batches(index)
             with timer.step():
@@ -141,6 +145,8 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
     out.metrics.update(metrics)
     out.unmeasured.update(unmeasured)
     out.notes.update(notes)
+    out.notes["contention"] = contention.reading.to_notes()
+    out.warnings = window_warnings(contention.reading, notes)
     if warmup_energy_j is not None:
         out.notes["warmup_energy_j"] = warmup_energy_j
     out.series.update(power_series(energy.reading))

@@ -21,6 +21,7 @@ from torch import nn
 
 from harness.data import TokenSplits, load_splits
 from harness.hardware import RankEnvironment, device_facts, rank_device, rank_environment
+from harness.metrics.contention import merge_rank_warnings, worst_over_ranks
 from harness.metrics.energy import merge_over_ranks
 from harness.metrics.memory import global_numel
 from harness.models import GPTConfig, build_model, flops_parameter_count
@@ -153,7 +154,8 @@ def _train(spec: TrialSpec, env: RankEnvironment, device: torch.device, progress
         "global_batch_size": batch * accum * world,
     })
     return TrialResult(trial_id=spec.trial_id, status="ok", metrics=out.metrics,
-                       unmeasured=out.unmeasured, series=out.series, notes=out.notes)
+                       unmeasured=out.unmeasured, series=out.series, notes=out.notes,
+                       warnings=out.warnings)
 
 
 def _merge_ranks(out: LoopOutcome, device: torch.device, env: RankEnvironment) -> None:
@@ -161,7 +163,8 @@ def _merge_ranks(out: LoopOutcome, device: torch.device, env: RankEnvironment) -
     out.series["loss"] = rank_tools.average_over_ranks(out.series["loss"], device)
     out.metrics["final_loss"] = final_loss(out.series["loss"], out.notes["measured_steps"])
     payload = {**out.metrics, **{k: out.notes[k] for k in ("tokens_per_step", "measured_steps", "window_s")},
-               "local_rank": env.local_rank}
+               "local_rank": env.local_rank, "contention": out.notes.get("contention"),
+               "warnings": out.warnings}
     gathered = rank_tools.gather_to_rank0(payload)
     if gathered is None or len(gathered) == 1:
         return
@@ -177,4 +180,10 @@ def _merge_ranks(out: LoopOutcome, device: torch.device, env: RankEnvironment) -
         out.unmeasured[name] = why
     out.notes["tokens_per_step"] = sum(m["tokens_per_step"] for m in gathered)
     out.notes["window_s"] = max(m["window_s"] for m in gathered)  # tokens_per_s's denominator
+    # the busiest rank's contention: one rank slowed slows every step of the others
+    contention = [m["contention"] for m in gathered]
+    out.notes["contention"] = worst_over_ranks(contention)
+    out.warnings = merge_rank_warnings([m["warnings"] for m in gathered], contention)
+    per_rank.update({share: [(c or {}).get(share) for c in contention]
+                     for share in ("foreign_cpu_share", "steal_share")})
     out.notes["per_rank"] = per_rank

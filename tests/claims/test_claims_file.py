@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from claims_fixture_store import store_with, trial
+from claims_fixture_store import runs, store_with
 
 from harness.cli import main
 from harness.claims import default_claims_path, load_claims
@@ -42,6 +42,27 @@ def test_the_shipped_claims_file_holds_every_claim_the_project_tests():
     assert {c.scenario_name for c in loaded if c.claim.id.startswith("ligo")} == {"ligo"}
 
 
+def test_claim_scenarios_and_nightly_have_the_runs_the_rule_needs():
+    from harness.analysis.samples import evidence_unit
+    from harness.analysis.stats import SHIPPED_REPEATS
+    from harness.scenario import load_scenario
+
+    folder = default_claims_path().parent
+    nightly = load_scenario(folder / "nightly.yaml").scenario
+    assert nightly.repeats == SHIPPED_REPEATS
+    for loaded in load_claims(default_claims_path()):
+        claim = loaded.claim
+        if claim.not_testable is not None:
+            continue
+        scenario = load_scenario(folder / claim.scenario).scenario
+        seeds = (scenario.matrix or {}).get("train.seed", [])
+        if claim.measure == "growth_saving" or evidence_unit(claim.metric) == "seeds":
+            assert len(seeds) >= SHIPPED_REPEATS and "train.seed" in claim.pool, claim.id
+        elif evidence_unit(claim.metric) == "repeats":  # counted figures are exact at any count
+            assert scenario.repeats >= SHIPPED_REPEATS or (
+                len(seeds) >= SHIPPED_REPEATS and "train.seed" in claim.pool), claim.id
+
+
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "s.yaml").write_text(SCENARIO)
     path = tmp_path / "claims.yaml"
@@ -70,8 +91,8 @@ def test_a_bad_claims_file_is_one_line_naming_file_line_and_field(tmp_path, text
 def test_harness_claims_prints_every_verdict_from_a_database_and_its_export(tmp_path, capsys):
     claims = write(tmp_path, GOOD)
     db = tmp_path / "r.db"
-    store_with(db, [trial("fp32", {"precision": "fp32", "repeat": 0}, step_s=0.3),
-                    trial("bf16", {"precision": "bf16", "repeat": 0}, step_s=0.1, seed=1)])
+    store_with(db, runs("fp32", {"precision": "fp32"}, step_s=0.3, seed=1)
+               + runs("bf16", {"precision": "bf16"}, step_s=0.1, seed=2))
     assert main(["claims", "--results", str(db), "--claims", str(claims), "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["id"], row["verdict"], row["hardware"]) == ("c1", "confirmed", "NVIDIA H100 80GB HBM3")
@@ -83,4 +104,4 @@ def test_harness_claims_prints_every_verdict_from_a_database_and_its_export(tmp_
     assert main(["claims", "--results", str(export), "--claims", str(claims), "--format", "markdown"]) == 0
     out = capsys.readouterr().out
     assert "| c1: bf16 is faster" in out and "confirmed" in out
-    assert "bootstrap over 40 vs 40 step times" in out  # the export carried the series
+    assert "Welch t over 5 vs 5 repeats" in out

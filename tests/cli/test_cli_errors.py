@@ -61,7 +61,7 @@ def test_validate_bad_scenario(capsys, bad):
 def test_validate_stops_at_the_first_bad_file(capsys, bad):
     code, out, err = cli(capsys, "validate", QUICKSTART, bad)
     assert code == 2
-    assert out.splitlines() == [f"{QUICKSTART}: ok (4 combinations x 1 repeats)"]
+    assert out.splitlines() == [f"{QUICKSTART}: ok (4 combinations x 3 repeats)"]
     assert f"{bad}:4: matrx:" in one_error_line(err)
 
 
@@ -142,7 +142,7 @@ def test_validate_several_files(capsys, tmp_path):
     other.write_text("name: other\nrepeats: 3\nmatrix:\n  precision: [fp32, bf16, fp16]\n")
     code, out, err = cli(capsys, "validate", QUICKSTART, other)
     assert (code, err) == (0, "")
-    assert out.splitlines() == [f"{QUICKSTART}: ok (4 combinations x 1 repeats)",
+    assert out.splitlines() == [f"{QUICKSTART}: ok (4 combinations x 3 repeats)",
                                 f"{other}: ok (3 combinations x 3 repeats)"]
 
 
@@ -150,7 +150,7 @@ def test_dry_run_prints_every_planned_trial(capsys, tmp_path):
     code, out, err = cli(capsys, "run", QUICKSTART, "--dry-run", "--device", "cpu",
                          "--results", tmp_path / "r.db")
     assert (code, err) == (0, "")
-    assert "quickstart: 4 trials on cpu" in out
+    assert "quickstart: 12 trials on cpu" in out
     for spec in expand(load_scenario(QUICKSTART), "cpu"):
         row = next(line for line in out.splitlines() if spec.trial_id in line)
         assert spec.name in row
@@ -164,8 +164,8 @@ def test_dry_run_with_overrides(capsys):
                          "--set", "model.preset=small", "--set", "matrix.precision=[bf16]",
                          "--set", "baseline=")  # quickstart's baseline is fp32
     assert (code, err) == (0, "")
-    assert "quickstart: 2 trials on cpu" in out
-    assert out.count("gpt2 L4 d128 h4") == 2
+    assert "quickstart: 6 trials on cpu" in out
+    assert out.count("gpt2 L4 d128 h4") == 6  # 2 combinations x 3 repeats
     assert "precision=fp32" not in out
 
 
@@ -173,7 +173,7 @@ def test_override_that_drops_the_baseline_says_so(capsys):
     code, out, err = cli(capsys, "validate", QUICKSTART, "--set", "matrix.precision=[bf16]")
     assert code == 2
     line = one_error_line(err)
-    assert line.startswith(f"harness: error: {QUICKSTART}:14: baseline: the baseline matches no trial")
+    assert line.startswith(f"harness: error: {QUICKSTART}:16: baseline: the baseline matches no trial")
     assert "after --set matrix.precision=[bf16]" in line
     assert "--set baseline=" in line
 

@@ -55,6 +55,10 @@ def test_ddp_and_fsdp_trials_of_two_ranks_complete_with_merged_figures(write_sce
         assert len(notes["per_rank"]["step_time_s"]) == 2
         assert metrics["step_time_s"] == max(notes["per_rank"]["step_time_s"])
         assert 0 <= metrics["comm_fraction"] < 1
+        # contention: each rank's share kept, the trial's the busiest rank's
+        shares = notes["per_rank"]["foreign_cpu_share"]
+        assert len(shares) == 2 and notes["contention"]["foreign_cpu_share"] == max(shares)
+        assert isinstance(trial["warnings"], list)
     ddp, fsdp = trials["ddp"]["metrics"], trials["fsdp"]["metrics"]
     # FSDP shards: each rank holds about half the parameters DDP replicates
     for shard in ("parameter_bytes", "gradient_bytes", "optimizer_state_bytes"):

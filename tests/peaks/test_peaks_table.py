@@ -1,5 +1,6 @@
 """harness.peaks: the datasheet table's matching and figures, the precision -> dtype map, the
-measured CPU peak and its cache, and the utilization arithmetic."""
+measured CPU peak and its cache (only quiet measurements kept), MFU against a peak measured
+under load, and the utilization arithmetic."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import torch
 
 from harness import peaks
 from harness.hardware import DeviceFacts
+from harness.metrics.contention import Contention
+from harness.models import resolve_config
 from harness.peaks import PEAK_TABLE, Peak, compute_dtype, datasheet_entry, peak_for, utilization
+from harness.spec import CPU_PEAK_UNDER_LOAD
+from harness.train.accounting import account_flops
+from harness.train.loop import LoopOutcome
 
 
 def gpu(name: str) -> DeviceFacts:
@@ -124,6 +130,28 @@ def test_compute_dtype_rejects_an_unknown_precision():
 
 # --- the measured CPU peak ---------------------------------------------------------------
 
+class ScriptedMeter:
+    """A ContentionMeter stand-in that replays one foreign share per window (2 CPUs, 1 s), so a
+    test decides which attempts were busy whatever else the machine is doing."""
+
+    def __init__(self, *shares: float):
+        self.shares, self.windows = list(shares), 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        share = self.shares[min(self.windows, len(self.shares) - 1)]
+        self.windows += 1
+        self.reading = Contention(1.0, 2, 2 * share, 0.0, (0.25, 0.2, 0.1), (0.3, 0.2, 0.1))
+
+
+def cpu_peak(dtype: str, *shares: float, **kwargs) -> Peak | None:
+    """peak_for on the test CPU, its attempts judged by `shares` (default: quiet), no waits."""
+    return peak_for(CPU, dtype, meter=ScriptedMeter(*(shares or (0.0,))), wait=lambda s: None,
+                    **kwargs)
+
+
 @pytest.fixture
 def counted_timing(monkeypatch):
     """Counts calls of the timing function, still timing for real."""
@@ -139,33 +167,36 @@ def counted_timing(monkeypatch):
 
 
 def test_cpu_peak_is_measured_once_then_read_from_the_cache(tmp_path, counted_timing):
-    first = peak_for(CPU, "fp32", cache_dir=tmp_path, size=256)
+    first = cpu_peak("fp32", cache_dir=tmp_path, size=256)
     cache_file = tmp_path / peaks.CACHE_FILE
     mtime = cache_file.stat().st_mtime_ns
-    second = peak_for(CPU, "fp32", cache_dir=tmp_path, size=256)
+    second = cpu_peak("fp32", cache_dir=tmp_path, size=256)
 
     assert counted_timing == [("fp32", 256)]
     assert cache_file.stat().st_mtime_ns == mtime
     assert second == first
-    assert first.measured and first.dtype == "fp32"
+    assert first.measured and first.quiet and first.dtype == "fp32"
     threads = torch.get_num_threads()
-    assert first.source == (f"measured: best of {peaks.REPEATS} timed 256x256 matmuls "
-                            f"on this CPU, {threads} threads")
     record, = json.loads(cache_file.read_text()).values()
+    assert first.source == (f"measured: best of {peaks.REPEATS} timed 256x256 matmuls "
+                            f"on this CPU, {threads} threads, {record['measured_at'][:10]}, "
+                            "others used 0.0% of the CPUs, load average 0.2")
     assert record["tflops"] == first.tflops and record["threads"] == threads
+    assert (record["foreign_cpu_share"], record["steal_share"], record["attempts"]) == (0.0, 0.0, 1)
+    assert record["load_avg_1m"] == 0.25
 
 
 def test_cpu_cache_is_keyed_by_dtype_and_thread_count(tmp_path, counted_timing):
     threads = torch.get_num_threads()
-    peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)
-    peak_for(CPU, "bf16", cache_dir=tmp_path, size=128)
+    cpu_peak("fp32", cache_dir=tmp_path, size=128)
+    cpu_peak("bf16", cache_dir=tmp_path, size=128)
     try:
         torch.set_num_threads(1)
-        one_thread = peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)
-        peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)
+        one_thread = cpu_peak("fp32", cache_dir=tmp_path, size=128)
+        cpu_peak("fp32", cache_dir=tmp_path, size=128)
     finally:
         torch.set_num_threads(threads)
-    peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)  # back to the first key: cached
+    cpu_peak("fp32", cache_dir=tmp_path, size=128)  # back to the first key: cached
 
     assert counted_timing == [("fp32", 128), ("bf16", 128), ("fp32", 128)]
     assert "1 threads" in one_thread.source
@@ -174,26 +205,75 @@ def test_cpu_cache_is_keyed_by_dtype_and_thread_count(tmp_path, counted_timing):
 
 
 def test_cpu_peak_without_a_cache_dir_measures_every_time(counted_timing):
-    peak_for(CPU, "bf16", size=128)
-    peak_for(CPU, "bf16", size=128)
+    cpu_peak("bf16", size=128)
+    cpu_peak("bf16", size=128)
     assert len(counted_timing) == 2
 
 
 def test_a_torn_cache_file_is_measured_again(tmp_path, counted_timing):
     (tmp_path / peaks.CACHE_FILE).write_text('{"half a')
-    peak = peak_for(CPU, "fp32", cache_dir=tmp_path, size=128)
+    peak = cpu_peak("fp32", cache_dir=tmp_path, size=128)
     assert len(counted_timing) == 1 and peak.tflops > 0
+
+
+def test_a_busy_attempt_is_not_cached_and_a_quiet_retry_is(tmp_path, counted_timing):
+    waits = []
+    peak = peak_for(CPU, "fp32", tmp_path, 128, meter=ScriptedMeter(0.4, 0.0), wait=waits.append)
+    record, = json.loads((tmp_path / peaks.CACHE_FILE).read_text()).values()
+    assert peak.quiet and len(counted_timing) == 2 and waits == [peaks.RETRY_WAIT_S]
+    assert (record["attempts"], record["foreign_cpu_share"]) == (2, 0.0)
+
+
+def test_when_every_attempt_is_busy_the_peak_is_marked_and_nothing_is_cached(tmp_path, counted_timing):
+    peak = cpu_peak("fp32", 0.5, 0.41, 0.6, cache_dir=tmp_path, size=128)
+    assert len(counted_timing) == peaks.ATTEMPTS == 3
+    assert not (tmp_path / peaks.CACHE_FILE).exists()
+    assert not peak.quiet and peak.measured
+    assert peak.under_load == "other processes used at least 41% of the 2 CPUs in each of 3 attempts"
+    assert "others used 41.0% of the CPUs" in peak.source  # the least busy attempt's figure
+
+
+def test_a_cache_entry_without_contention_figures_is_measured_again(tmp_path, counted_timing):
+    key = (f"{CPU.name} | torch {torch.__version__} | {torch.get_num_threads()} threads | fp32")
+    old = {"tflops": 0.001, "size": 128, "repeats": 8, "threads": torch.get_num_threads(),
+           "seconds": 1.0, "load_avg_1m": 7.5, "measured_at": "2025-01-01T00:00:00+00:00"}
+    (tmp_path / peaks.CACHE_FILE).write_text(json.dumps({key: old}))
+    peak = cpu_peak("fp32", cache_dir=tmp_path, size=128)
+    record = json.loads((tmp_path / peaks.CACHE_FILE).read_text())[key]
+    assert len(counted_timing) == 1 and peak.tflops == record["tflops"] != 0.001
+    assert record["foreign_cpu_share"] == 0.0
+
+
+def test_mfu_against_a_peak_measured_under_load_is_unmeasured_with_a_warning(monkeypatch):
+    busy = Peak(0.05, "fp32", "measured: ...", measured=True,
+                under_load="other processes used at least 41% of the 2 CPUs in each of 3 attempts")
+    monkeypatch.setattr(peaks, "peak_for", lambda *args, **kwargs: busy)
+    out = LoopOutcome(metrics={"tokens_per_s": 1000.0})
+    account_flops(out, resolve_config("tiny"), 32, {"checkpointing": "none", "precision": "fp32"}, CPU)
+    why = ("the CPU peak could not be measured on a quiet machine: other processes used at least "
+           "41% of the 2 CPUs in each of 3 attempts")
+    assert "mfu" not in out.metrics and "hfu" not in out.metrics and out.metrics["achieved_tflops"] > 0
+    assert out.unmeasured["mfu"] == out.unmeasured["hfu"] == why
+    assert out.warnings == [{"code": CPU_PEAK_UNDER_LOAD, "message": why}]
+    assert out.notes["peak_quiet"] is False and out.notes["peak_tflops"] == 0.05
+
+
+def test_mfu_against_a_quiet_peak_is_measured_without_a_warning(monkeypatch):
+    monkeypatch.setattr(peaks, "peak_for", lambda *args, **kwargs: Peak(0.05, "fp32", "m", True))
+    out = LoopOutcome(metrics={"tokens_per_s": 1000.0})
+    account_flops(out, resolve_config("tiny"), 32, {"checkpointing": "none", "precision": "fp32"}, CPU)
+    assert out.metrics["mfu"] > 0 and out.warnings == [] and out.notes["peak_quiet"] is True
 
 
 @pytest.mark.parametrize("dtype", ["tf32", "fp16", "fp8"])
 def test_cpu_has_no_peak_for_dtypes_it_does_not_measure(tmp_path, dtype):
-    assert peak_for(CPU, dtype, cache_dir=tmp_path, size=128) is None
+    assert cpu_peak(dtype, cache_dir=tmp_path, size=128) is None
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_measured_cpu_peak_beats_a_naive_floor(tmp_path, dtype):
     # Any BLAS on any core of the last decade does a 384³ matmul at over 1 GFLOP/s.
-    assert peak_for(CPU, dtype, cache_dir=tmp_path, size=384).tflops > 1e-3
+    assert cpu_peak(dtype, cache_dir=tmp_path, size=384).tflops > 1e-3
 
 
 def test_auto_size_is_a_multiple_of_128_in_range():

@@ -20,7 +20,7 @@ FP8_SKIP = "fp8 needs compute capability 8.9+ (this device: 8.0)"
 
 # $3.60 an H100-hour at 1000 tokens/s on one device: $1.00 per million tokens of device time.
 # 1 mJ per token at $0.10/kWh: 1000 J = 2.78e-4 kWh per million tokens, $2.78e-5.
-PRICES_YAML = f"""\
+PRICES_YAML = """\
 devices:
   H100 80GB HBM3:
     usd_per_device_hour: 3.6

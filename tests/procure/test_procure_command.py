@@ -208,3 +208,19 @@ def test_the_command_line_runs_procure(capsys, paths):
     out = capsys.readouterr().out
     assert code == 0
     assert "projected training of llama-2-70b" in out
+
+
+def test_a_trial_measured_on_a_busy_machine_is_left_out_and_says_why(tmp_path):
+    from procure_fixture_stores import ok, spec
+
+    busy = ok("t-bf16", 4000.0, mfu=0.5, parameters=1e9, energy_per_token_j=1e-3)
+    busy.warnings = [{"code": "machine-busy", "message": "other processes used 45% of the 16 CPUs"}]
+    path = tmp_path / "busy.db"
+    write_run(path, "busy", env("cuda", H100), [(spec(BF16, "bf16"), busy)])
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(PRICES_YAML)
+    _, sources = load_sources([path])
+    (row,) = side_by_side(sources, load_prices(prices))
+    assert row.figures == {}
+    assert row.missing["tokens_per_s"] == ("measured on a busy machine, left out: other processes "
+                                           "used 45% of the 16 CPUs")

@@ -35,13 +35,16 @@ def _spec(scenario: str, key: str, repeat: int) -> TrialSpec:
         techniques={"precision": key}, device="cpu", timeout_s=60.0)
 
 
-def _result(trial_id: str, tokens_per_s: float) -> TrialResult:
+def _result(trial_id: str, tokens_per_s: float, busy: bool = False) -> TrialResult:
+    warnings = [{"code": "machine-busy", "message": "other processes used 60% of the CPUs"}] if busy else []
     return TrialResult(trial_id, "ok", metrics={"tokens_per_s": tokens_per_s,
-                                                "step_time_s": TOKENS / tokens_per_s})
+                                                "step_time_s": TOKENS / tokens_per_s},
+                       warnings=warnings)
 
 
 def add_run(store: ResultStore, night: int, values: dict[str, float], *,
-            scenario: str = "nightly", env: dict | None = None, failed_repeat: bool = False) -> None:
+            scenario: str = "nightly", env: dict | None = None, failed_repeat: bool = False,
+            busy: bool = False) -> None:
     """One run: for each key, repeats at 0.99x, 1x and 1.01x the value (median: the value);
     with `failed_repeat`, a fourth repeat that failed and would drag the median if counted."""
     env = env or ENV
@@ -52,8 +55,8 @@ def add_run(store: ResultStore, night: int, values: dict[str, float], *,
     for key, value in values.items():
         for repeat, factor in enumerate((0.99, 1.0, 1.01)):
             spec = _spec(scenario, key, repeat)
-            store.save_trial(run_id(night), position, spec, _result(spec.trial_id, value * factor),
-                             env, "abc")
+            store.save_trial(run_id(night), position, spec,
+                             _result(spec.trial_id, value * factor, busy), env, "abc")
             position += 1
         if failed_repeat:
             spec = _spec(scenario, key, 3)
@@ -65,13 +68,15 @@ def add_run(store: ResultStore, night: int, values: dict[str, float], *,
 
 
 def series_store(path: Path, series: dict[str, list[float]], *,
-                 envs: dict[int, dict] | None = None) -> ResultStore:
+                 envs: dict[int, dict] | None = None, busy: set[int] = frozenset()) -> ResultStore:
     """A store with one run per night: `series[key][night]` is that key's tokens/s;
-    `envs[night]` replaces the fingerprint from that night on."""
+    `envs[night]` replaces the fingerprint from that night on; nights in `busy` were measured
+    on a busy machine."""
     store = ResultStore(path)
     nights = len(next(iter(series.values())))
     env = ENV
     for night in range(nights):
         env = (envs or {}).get(night, env)
-        add_run(store, night, {key: values[night] for key, values in series.items()}, env=env)
+        add_run(store, night, {key: values[night] for key, values in series.items()}, env=env,
+                busy=night in busy)
     return store

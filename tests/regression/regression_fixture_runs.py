@@ -1,12 +1,13 @@
 """Runs written straight into a results database (no training) for the regression gate: each
 trial's step times are a seeded normal sample around a mean, and its figures follow from them
-as the training loop derives them (median step time, tokens per step over it).
+as the training loop derives them (median step time, tokens per step over it). `repeats`
+makes a combination's independent runs, each off by its own run-level jitter.
 
 A uniquely named module (not conftest) so test modules can import its helpers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,16 @@ class TrialPlan:
     peak_memory_bytes: float | None = 8 * 2**30
     extra_metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
+    busy: bool = False  # stored with a machine-busy warning
+
+
+def repeats(name: str, count: int = 5, *, step_mean_s: float = 0.1, run_cv: float = 0.02,
+            seed: int = 0, **plan) -> list[TrialPlan]:
+    """`count` independent runs of one combination: each run's mean step time is off by a
+    seeded log-normal run-level jitter of spread `run_cv`."""
+    jitter = np.random.default_rng(seed).standard_normal(count) * run_cv
+    return [TrialPlan(name, step_mean_s=step_mean_s * float(np.exp(j)), repeat=r,
+                      seed=seed * 1000 + r, **plan) for r, j in enumerate(jitter)]
 
 
 def step_times(mean_s: float, cv: float, seed: int, steps: int = STEPS) -> list[float]:
@@ -55,8 +66,11 @@ def result_of(plan: TrialPlan, trial_id: str) -> TrialResult:
         unmeasured["peak_memory_bytes"] = "no device allocator on cpu"
     else:
         metrics["peak_memory_bytes"] = plan.peak_memory_bytes
+    warnings = ([{"code": "machine-busy", "message": "other processes used 45% of the 2 CPUs"}]
+                if plan.busy else [])
     return TrialResult(trial_id, "ok", metrics=metrics, unmeasured=unmeasured,
-                       series={"step_time_s": steps, "loss": [4.0 - 0.01 * i for i in range(STEPS)]})
+                       series={"step_time_s": steps, "loss": [4.0 - 0.01 * i for i in range(STEPS)]},
+                       warnings=warnings)
 
 
 def spec_of(plan: TrialPlan, scenario: str) -> TrialSpec:
@@ -88,8 +102,16 @@ def add_run(path: Path, run_id: str, plans: list[TrialPlan], *, scenario: str = 
 
 
 def pair(path: Path, baseline: list[TrialPlan], candidate: list[TrialPlan],
-         candidate_env: dict[str, Any] | None = None) -> ResultStore:
-    """A baseline run 'base' and a later candidate run 'cand' in one database."""
+         candidate_env: dict[str, Any] | None = None, *, earlier: int = 6,
+         drift_cv: float = 0.01) -> ResultStore:
+    """A baseline run 'base' and a later candidate run 'cand' in one database, after `earlier`
+    runs of the baseline's plans ('early-0', ...) whose run-level figures drift by a seeded
+    log-normal of spread `drift_cv`: what `harness compare` needs to judge drift between runs."""
+    drift = np.random.default_rng(42).standard_normal(earlier) * drift_cv
+    for k, shift in enumerate(drift):
+        plans = [replace(plan, step_mean_s=plan.step_mean_s * float(np.exp(shift)),
+                         seed=plan.seed + 1000 * (k + 1)) for plan in baseline]
+        add_run(path, f"early-{k}", plans, started_at=f"2025-12-{20 + k:02d}T00:00:00+00:00")
     add_run(path, "base", baseline, started_at="2026-01-01T00:00:00+00:00")
     return add_run(path, "cand", candidate, started_at="2026-01-02T00:00:00+00:00",
                    env=candidate_env)

@@ -22,12 +22,13 @@ from harness.store import ResultStore
 STEADY = [100.0] * 5
 
 
-def analyse(store: ResultStore, *, window: int = 5, consecutive: int = 2,
+def analyse(store: ResultStore, *, window: int = 5, consecutive: int = 2, noise_k: float = 3.0,
             metrics: list[str] | None = None) -> HistoryAnalysis:
     scenario, runs = choose_runs(store.runs(), None, 30)
     records = history_command.load_records(store, [r["run_id"] for r in runs])
     return analyse_history(scenario, records, DEFAULT_RULES, window=window,
-                           consecutive=consecutive, metrics=metrics or ["tokens_per_s"])
+                           consecutive=consecutive, noise_k=noise_k,
+                           metrics=metrics or ["tokens_per_s"])
 
 
 def command(store: ResultStore, *extra: str) -> int:
@@ -186,3 +187,65 @@ def test_table_output_prints_names_as_text_not_markup(tmp_path: Path, capsys) ->
     out = capsys.readouterr().out
     assert "precision=[bold]fp32[/bold]" in out  # the variance table's trial column
     assert "nightly: 7 runs, latest night-06: 1 regression(s), 1 still at the latest run" in out
+
+
+NOISY = [100.0, 94.0, 103.0, 97.0, 104.0, 95.0, 101.0, 96.0]  # nights wander by about 4%
+
+
+def test_a_drop_inside_the_series_own_noise_is_not_flagged(tmp_path: Path) -> None:
+    store = series_store(tmp_path / "r.db", {"fp32": [*NOISY, 90.0, 90.0]})
+    analysis = analyse(store)
+    # 10% under the window median, but the nights wander by ~4%: not flagged (the first nights,
+    # before the noise is known, are judged by the threshold alone)
+    assert not (analysis.flags["run_id"].isin([run_id(8), run_id(9)])).any()
+    assert "regression" not in analysis.flags["kind"].tolist()
+    last = analysis.judged.iloc[-1]
+    assert last["noise"] > 0.03 and last["limit"] > last["change"] > 0.05
+    noise = analysis.variance.set_index("key").loc["fp32"]
+    assert noise["flag_past"] == pytest.approx(1 - np.exp(-3 * noise["noise"]))
+    assert command(store) == 0
+    # with the noise ignored, the threshold alone flags the same nights
+    plain = analyse(store, noise_k=0).flags
+    assert plain[plain["kind"] == "regression"]["run_id"].tolist() == [run_id(8)]
+    assert command(store, "--noise-k", "0") == 1
+
+
+def test_a_drop_well_past_the_noise_is_still_a_regression(tmp_path: Path) -> None:
+    store = series_store(tmp_path / "r.db", {"fp32": [*NOISY, 75.0, 75.0]})
+    flags = analyse(store).flags
+    regressions = flags[flags["kind"] == "regression"]
+    assert regressions[["run_id", "runs"]].values.tolist() == [[run_id(8), 2]]
+    assert regressions["noise"].iloc[0] > 0.03 and regressions["threshold"].iloc[0] > 0.05
+
+
+def test_a_night_measured_on_a_busy_machine_is_passed_over_as_inconclusive(tmp_path: Path) -> None:
+    store = series_store(tmp_path / "r.db", {"fp32": [*STEADY, 50.0, 100.0]}, busy={5})
+    flags = analyse(store).flags
+    assert flags[["kind", "run_id", "ongoing"]].values.tolist() == [["inconclusive", run_id(5), False]]
+    assert analyse(store).history.set_index("run_id").loc[run_id(5), "busy_repeats"] == 3
+    assert command(store) == 0
+    busy_last = series_store(tmp_path / "b.db", {"fp32": [*STEADY, 100.0, 50.0]}, busy={6})
+    assert command(busy_last) == 0  # a busy latest night is never a regression
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--noise-k", "-1"], "argument --noise-k: must be a finite number at least 0, got -1"),
+    (["--window", "0"], "argument --window: must be at least 1, got 0"),
+    (["--threshold", "tokens_per_s=1.5"], "a threshold is a fraction between 0 and 1"),
+    (["--metric", "tokens_per_sec"], "no rule for metric 'tokens_per_sec'"),
+])
+def test_nonsense_settings_are_one_line_errors(tmp_path: Path, capsys, argv, message) -> None:
+    from harness.cli import main
+
+    store = series_store(tmp_path / "r.db", {"fp32": STEADY})
+    assert main(["history", "--results", str(store.path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_streak_before_the_noise_is_known_is_only_suspect(tmp_path: Path) -> None:
+    # nights 1 and 2 drop 12%: past the threshold twice, but no noise estimate exists yet
+    store = series_store(tmp_path / "r.db", {"fp32": [100.0, 88.0, 88.0, 100.0, 100.0]})
+    flags = analyse(store).flags
+    assert flags[["kind", "run_id", "runs"]].values.tolist() == [["suspect", run_id(1), 2]]
+    assert np.isnan(flags["noise"].iloc[0])

@@ -3,7 +3,6 @@ lost or run again, and no worker outlives the killed runner."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

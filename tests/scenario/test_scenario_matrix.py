@@ -249,12 +249,13 @@ def test_absolute_data_path_is_kept(tmp_path):
     assert spec.data["path"] == str(corpus)
 
 
-def test_quickstart_plans_four_trials_against_fp32():
+def test_quickstart_plans_four_combinations_three_times_against_fp32():
     loaded = load_scenario(REPO / "scenarios" / "quickstart.yaml")
     specs = expand(loaded, "cpu")
-    assert len(specs) == 4
-    assert {(s.params["precision"], s.params["checkpointing"]) for s in specs} == set(
-        itertools.product(["fp32", "bf16"], ["none", "full"]))
+    assert len(specs) == 12
+    combinations = [(s.params["precision"], s.params["checkpointing"]) for s in specs]
+    assert set(combinations) == set(itertools.product(["fp32", "bf16"], ["none", "full"]))
+    assert all(combinations.count(c) == 3 for c in set(combinations))
     assert baseline_of(loaded.scenario) == {"precision": "fp32", "checkpointing": "none"}
     assert all(s.scenario == "quickstart" and s.device == "cpu" for s in specs)
 

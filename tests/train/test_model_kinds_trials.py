@@ -10,15 +10,22 @@ import pytest
 
 from harness.models import GPTConfig, forward_flops_per_token, model_flops_per_token
 from harness.scenario import expand, load_scenario
+from harness.spec import WARNING_CODES
 from harness.train.worker import run_and_classify
 
 FAST = {"steps": 8, "warmup_steps": 1, "lr": 1e-2}
+CONTENTION_KEYS = {"foreign_cpu_share", "steal_share", "foreign_cpu_s", "cpus", "window_s",
+                   "load_avg_before", "load_avg_after"}
 
 
 def _trials(write_scenario, name, **sections):
     results = [run_and_classify(spec) for spec in expand(load_scenario(write_scenario(name, **sections)), "cpu")]
     for result in results:
         assert result.status == "ok", (result.reason, result.traceback)
+        # every kind measures contention over its measured window and may carry warnings
+        assert set(result.notes["contention"]) == CONTENTION_KEYS
+        assert 0 <= result.notes["contention"]["foreign_cpu_share"] <= 1
+        assert {w["code"] for w in result.warnings} <= set(WARNING_CODES)
     return results
 
 
