@@ -62,7 +62,7 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
     store) records them."""
     planned = plan(loaded, device, cluster)
     if store is None:
-        return _take_part(planned, cluster, progress)
+        return _take_part(planned, cluster, progress, loaded.scenario.train.seed)
     env = hardware.fingerprint(device)
     if resume:
         run_id = _resumable_run(store, loaded)
@@ -76,9 +76,8 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
                          overrides=list(loaded.overrides), device=device,
                          baseline=baseline_of(scenario), planned_trials=len(planned), env=env)
     progress = progress or SweepProgress(quiet=True)
-    order = interleaved(len(planned), [spec.params.get("repeat", 0) for spec, _ in planned],
-                        loaded.scenario.train.seed)
-    todo = [(i, *planned[i]) for i in order if planned[i][0].trial_id not in done]
+    todo = [(i, *planned[i]) for i in run_order(planned, loaded.scenario.train.seed)
+            if planned[i][0].trial_id not in done]
     ran = 0
     with progress, tempfile.TemporaryDirectory(prefix="harness-") as workdir:
         progress.start_sweep(len(planned), already_done=len(planned) - len(todo))
@@ -101,12 +100,13 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
 
 
 def _take_part(planned: list[tuple[TrialSpec, str | None]], cluster: Cluster,
-               progress: SweepProgress | None) -> RunSummary:
+               progress: SweepProgress | None, seed: int) -> RunSummary:
     """A node other than 0: start this node's ranks of every trial that spans it, store nothing."""
     progress = progress or SweepProgress(quiet=True)
     ran = 0
     with progress, tempfile.TemporaryDirectory(prefix="harness-") as workdir:
-        mine = [spec for spec, skip in planned
+        # the same order as node 0's runner, or one trial's ranks would meet another's
+        mine = [spec for spec, skip in (planned[i] for i in run_order(planned, seed))
                 if not skip and spec.techniques["nnodes"] > cluster.node_rank]
         progress.start_sweep(len(mine))
         for spec in mine:
@@ -118,6 +118,11 @@ def _take_part(planned: list[tuple[TrialSpec, str | None]], cluster: Cluster,
             progress.note(f"{spec.name}: this node's ranks {outcome} (recorded on node 0)")
             ran += 1
     return RunSummary(run_id="", statuses={}, ran=ran)
+
+
+def run_order(planned: list[tuple[TrialSpec, str | None]], seed: int) -> list[int]:
+    """The positions of the planned trials in the order every node runs them."""
+    return interleaved(len(planned), [spec.params.get("repeat", 0) for spec, _ in planned], seed)
 
 
 def interleaved(count: int, rounds: list[int], seed: int) -> list[int]:

@@ -5,11 +5,13 @@ scenario (unchanged: same scenario hash) on the same machine (`stats.RunNoise`).
                  those runs is one value, pooled around each combination's mean over all the
                  runs (process jitter and the drift between runs both count: it errs towards
                  calling less). For comparisons inside one run that has a single repeat a side.
-  run noise      the spread of one run's figure (the log of its geometric mean over repeats)
-                 from run to run: each earlier run gives one value per combination, pooled
-                 around each combination's mean; degrees of freedom: earlier runs - 1 (the
-                 combinations of one run drift together, so they are not independent). For
-                 `harness compare`, whose two sides are runs made at different times.
+  run noise      how one run's figure (the log of its geometric mean over repeats) varies
+                 from run to run (`stats.DriftNoise`): each earlier run gives one value per
+                 combination, pooled around each combination's mean, degrees of freedom at most
+                 earlier runs - 1 (the combinations of one run drift together, so they are not
+                 independent); and the spread of single repeats around their run's mean, so a
+                 run with fewer quiet repeats than usual is judged as the noisier run it is.
+                 For `harness compare`, whose two sides are runs made at different times.
 Timed figures only: trained figures vary with the seed, counted ones not at all.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from harness.analysis.samples import evidence_unit, is_busy
-from harness.analysis.stats import RunNoise
+from harness.analysis.stats import DriftNoise, RunNoise
 from harness.analysis.trials import as_number, combination_name
 
 EARLIER_RUNS = 20  # the most recent earlier runs looked at: a machine changes over months
@@ -53,13 +55,14 @@ def repeat_noise(runs: list[list[dict[str, Any]]], metric: str, label: str) -> R
     return RunNoise(math.sqrt(squares / df), df, label)
 
 
-def run_noise(runs: list[list[dict[str, Any]]], metric: str, label: str) -> RunNoise | None:
-    """The run noise of `metric` over `runs`; None with fewer than MIN_RUNS_FOR_DRIFT runs
-    that measured it, or when the metric is not timed."""
+def run_noise(runs: list[list[dict[str, Any]]], metric: str, label: str) -> DriftNoise | None:
+    """How `metric`'s run-level figure varies over `runs` (DriftNoise); None with fewer than
+    MIN_RUNS_FOR_DRIFT runs that measured it, or when the metric is not timed."""
     if evidence_unit(metric) != "repeats":
         return None
-    groups: dict[str, list[float]] = {}
-    contributing = 0
+    groups: dict[str, list[float]] = {}  # combination -> each run's mean log figure
+    sizes: dict[str, list[int]] = {}  # combination -> the repeats behind each of those means
+    within_squares, within_df, contributing = 0.0, 0, 0
     for trials in runs:
         per_combination: dict[str, list[float]] = {}
         for trial in trials:
@@ -68,17 +71,25 @@ def run_noise(runs: list[list[dict[str, Any]]], metric: str, label: str) -> RunN
                 per_combination.setdefault(combination_name(trial["name"]), []).append(math.log(value))
         for name, logs in per_combination.items():
             groups.setdefault(name, []).append(float(np.mean(logs)))
+            sizes.setdefault(name, []).append(len(logs))
+            within_squares += float(np.sum((np.array(logs) - np.mean(logs)) ** 2))
+            within_df += len(logs) - 1
         contributing += bool(per_combination)
-    spread = [v for v in groups.values() if len(v) >= 2]
+    spread = {name: v for name, v in groups.items() if len(v) >= 2}
     if contributing < MIN_RUNS_FOR_DRIFT or not spread:
         return None
-    squares = sum(float(np.sum((np.array(v) - np.mean(v)) ** 2)) for v in spread)
-    pooled_df = sum(len(v) - 1 for v in spread)
-    return RunNoise(math.sqrt(squares / pooled_df), contributing - 1, label)
+    counts = [n for name in spread for n in sizes[name]]
+    squares = sum(float(np.sum((np.array(v) - np.mean(v)) ** 2)) for v in spread.values())
+    pooled_df = sum(len(v) - 1 for v in spread.values())
+    # the combinations of one run drift together: no more df than earlier runs less one
+    return DriftNoise(run_variance=squares / pooled_df, run_df=min(contributing - 1, pooled_df),
+                      repeats=len(counts) / sum(1 / n for n in counts),
+                      within=math.sqrt(within_squares / within_df) if within_df else 0.0,
+                      within_df=within_df, basis=label)
 
 
 def noise_for_run(store, run, metrics: list[str], exclude: set[str] = frozenset(), *,
-                  between_runs: bool = False) -> dict[str, RunNoise]:
+                  between_runs: bool = False) -> dict[str, RunNoise | DriftNoise]:
     """Noise of each of `metrics` from the runs in `store` before `run` (a RunInfo) of the same
     scenario, unchanged, on the same machine; runs in `exclude` are never used. The repeat
     noise, or with `between_runs` the run noise."""

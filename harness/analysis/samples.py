@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.stats import Estimate, RunNoise, log_ratio, log_ratio_between_runs, untested
-from harness.analysis.trials import as_number
+from harness.analysis.stats import DriftNoise, Estimate, RunNoise, log_ratio, log_ratio_between_runs, untested
+from harness.analysis.trials import as_number, is_busy
 from harness.spec import VERDICT_BLOCKING
 
 COUNTED = frozenset({
@@ -50,9 +50,10 @@ def evidence_unit(metric: str) -> str:
     return "repeats"
 
 
-def is_busy(trial: dict[str, Any]) -> bool:
-    return any(isinstance(w, dict) and w.get("code") in VERDICT_BLOCKING
-               for w in trial.get("warnings") or [])
+def busy_messages(trials: list[dict[str, Any]]) -> list[str]:
+    """The messages of the trials' verdict-blocking warnings, in order."""
+    return [str(w.get("message") or w["code"]) for trial in trials for w in trial.get("warnings") or []
+            if isinstance(w, dict) and w.get("code") in VERDICT_BLOCKING]
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,12 @@ def metric_sample(trials: list[dict[str, Any]], metric: str) -> Sample:
     return Sample(values, "runs (counted)" if unit == "counted" else "repeats", len(busy), busy_values)
 
 
-def compare_samples(t: Sample, b: Sample, noise: RunNoise | None = None, *,
+def compare_samples(t: Sample, b: Sample, noise: RunNoise | DriftNoise | None = None, *,
                     between_runs: bool = False) -> Estimate:
     """Ratio of treatment over baseline with its interval and test. `between_runs`: the sides
-    are two separate runs made at different times (`harness compare`), and `noise` is then the
-    spread of a run's figure over earlier runs (stats.log_ratio_between_runs)."""
+    are two separate runs made at different times (`harness compare`), and `noise` is then how
+    a run's figure varies over earlier runs (a DriftNoise, stats.log_ratio_between_runs); else
+    `noise` is the repeat noise (a RunNoise), used when a side has a single run."""
     caveat = _busy_caveat(t, b)
     if not len(t.values) or not len(b.values):
         if t.left_out_busy or b.left_out_busy:  # what the busy trials showed, for information

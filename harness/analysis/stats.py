@@ -29,8 +29,10 @@ too (another tenant, a warmer CPU, a new boot), which their repeats cannot see: 
 development VM, six identical sweeps' run-level means wandered by 4-8% while repeats inside a
 sweep agreed far better, and Welch on the repeats called 7.8% of A/A pairs regressed or improved.
 So between runs the unit is the run: each side's geometric mean over its repeats, judged by the
-same t-test against the spread of that figure over earlier runs of the scenario on the machine
-(`log_ratio_between_runs`); until enough earlier runs exist there is no test.
+same t-test against how that figure varies over earlier runs of the scenario on the machine
+(`DriftNoise`: the drift between runs and the jitter of single repeats, apart, so a run with
+fewer quiet repeats than usual counts as the noisier run it is; `log_ratio_between_runs`);
+until enough earlier runs exist there is no test.
 """
 
 from __future__ import annotations
@@ -63,6 +65,47 @@ class RunNoise:
     sigma: float
     df: int
     basis: str  # where it was estimated, in words
+
+
+@dataclass(frozen=True)
+class DriftNoise:
+    """How one run's figure (the log of its geometric mean over its repeats) varies from run to
+    run on a machine, from earlier runs (harness.analysis.noise.run_noise). It has two parts:
+    the drift of the machine between runs, which every repeat of a run shares, and the jitter
+    of single repeats, which averages out over a run's repeats. Both are needed because the two
+    runs compared may hold other repeat counts than the earlier runs did (busy repeats are left
+    out): a run of one quiet repeat varies far more than a run of five.
+
+      run_variance  V_m: variance of run-level figures across the earlier runs, `run_df` df;
+                    its expectation is drift² + within² / repeats
+      repeats       the earlier runs' repeat count (harmonic mean over runs and combinations)
+      within        σ_w: spread of one repeat around its run's mean, `within_df` df (0 when the
+                    earlier runs held one repeat each, and σ_w is then unknown, taken as 0)
+    """
+
+    run_variance: float
+    run_df: int
+    repeats: float
+    within: float
+    within_df: int
+    basis: str  # where it was estimated, in words
+
+    @property
+    def drift(self) -> float:
+        """The estimated drift between runs (log scale, ≈ a share), never below 0."""
+        return math.sqrt(max(0.0, self.run_variance - self.within**2 / self.repeats))
+
+    def variance_of_difference(self, n_t: int, n_b: int) -> float:
+        """Variance of log(candidate run) - log(baseline run) for runs of n_t and n_b repeats:
+        2·drift² + σ_w²·(1/n_t + 1/n_b). At the earlier runs' repeat count it is 2·V_m, the run-
+        level variance as measured; with σ_w unknown it stays 2·V_m, which no run of one or more
+        repeats exceeds."""
+        jitter = self.within**2 * (1 / n_t + 1 / n_b)
+        return max(2 * self.run_variance + jitter - 2 * self.within**2 / self.repeats, jitter)
+
+    def describe(self) -> str:
+        within = f", repeats σ {self.within:.1%}" if self.within_df else ""
+        return f"runs σ {math.sqrt(self.run_variance):.1%}{within}, {self.run_df} df"
 
 
 @dataclass(frozen=True)
@@ -127,7 +170,9 @@ def log_ratio(treatment, baseline, *, unit: str = "repeats", noise: RunNoise | N
         return _interval(point, difference, se, df, p_value, f"Welch t over {sides}", confidence)
     if noise is not None:
         if noise.sigma == 0:
-            return _exact(point, difference, f"{sides}; {noise.basis}, where it never varied: exact")
+            if identical:
+                return _exact(point, difference, f"{sides}; {noise.basis}, where it never varied: exact")
+            return untested(point, f"{sides}: {noise.basis} never varied, these runs do: no test")
         se = noise.sigma * math.sqrt(1 / len(t) + 1 / len(b))
         p_value = 2 * float(stats.t.sf(abs(difference) / se, noise.df))
         return _interval(point, difference, se, noise.df, p_value,
@@ -139,21 +184,32 @@ def log_ratio(treatment, baseline, *, unit: str = "repeats", noise: RunNoise | N
     return untested(point, f"{sides}: too few for a test")
 
 
-def log_ratio_between_runs(treatment, baseline, *, noise: RunNoise | None,
+def log_ratio_between_runs(treatment, baseline, *, noise: DriftNoise | None,
                            counted: bool = False, confidence: float = CONFIDENCE) -> Estimate:
     """treatment / baseline where each side is one separate run (its repeats' figures), made at
-    different times: the unit is the run, and `noise` the spread of a run's figure (the log of
-    its geometric mean over repeats) over earlier runs (harness.analysis.noise.run_noise).
-    Counted figures, and figures identical in every repeat of both runs, are exact."""
-    within = log_ratio(treatment, baseline, counted=counted, confidence=confidence)
-    if within.exact or math.isnan(within.point) or within.basis in (NO_VALUES, NOT_POSITIVE):
+    different times: the unit is the run, and `noise` how a run's figure varies over earlier
+    runs (DriftNoise). Counted figures are exact. Figures identical in every repeat of both
+    runs are exact too unless earlier runs show them drifting between runs."""
+    t, b = finite(treatment), finite(baseline)
+    within = log_ratio(t, b, counted=counted, confidence=confidence)
+    if math.isnan(within.point) or within.basis in (NO_VALUES, NOT_POSITIVE) or counted:
         return within
+    identical = bool(np.ptp(np.log(t)) == 0 and np.ptp(np.log(b)) == 0)
     if noise is None:
-        return untested(within.point, DRIFT_UNKNOWN)
-    estimate = log_ratio([within.point], [1.0], unit="runs", noise=noise, confidence=confidence)
-    repeats = f"{len(finite(treatment))} vs {len(finite(baseline))} repeats"
-    return replace(estimate, basis=f"one run a side ({repeats}), against the spread of a run's "
-                                   f"figure over {noise.basis} (σ {noise.sigma:.1%}, {noise.df} df)")
+        return within if within.exact else untested(within.point, DRIFT_UNKNOWN)
+    repeats = f"{len(t)} vs {len(b)} repeats"
+    difference = math.log(within.point)
+    if noise.run_variance == 0:
+        if identical:
+            return _exact(within.point, difference,
+                          f"one run a side ({repeats}); {noise.basis}, where it never varied: exact")
+        return untested(within.point, f"one run a side ({repeats}): {noise.basis} never varied, "
+                                      f"these runs do: no test")
+    se = math.sqrt(noise.variance_of_difference(len(t), len(b)))
+    p_value = 2 * float(stats.t.sf(abs(difference) / se, noise.run_df))
+    return _interval(within.point, difference, se, noise.run_df, p_value,
+                     f"one run a side ({repeats}), against how a run's figure varies over "
+                     f"{noise.basis} ({noise.describe()})", confidence)
 
 
 def welch(log_t: np.ndarray, log_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.spec import VERDICT_BLOCKING
+
 # Every metric DESIGN names, in the order a reader wants them. A column exists for each even
 # when no trial measured it, so code downstream never has to ask whether it is there.
 METRICS = (
@@ -25,7 +27,9 @@ METRICS = (
 # Swept axes become `params.<axis>` columns, the flat export's naming (harness.store.export),
 # so one spelling serves both; `repeat` is not an axis and gets a column of its own.
 PARAM_PREFIX = "params."
-IDENTITY = ("trial_id", "name", "status", "reason", "repeat")
+# `busy`: measured on a busy machine (a verdict-blocking warning): its timed figures are shown
+# but never pooled or compared (harness.analysis.samples)
+IDENTITY = ("trial_id", "name", "status", "reason", "repeat", "busy")
 BATCH_SHAPE = ("micro_batch", "grad_accum", "ranks")
 
 _REPEAT_SUFFIX = re.compile(r" #\d+$")
@@ -47,6 +51,7 @@ def trial_frame(trials: list[dict[str, Any]]) -> pd.DataFrame:
         row: dict[str, Any] = {
             "trial_id": trial["trial_id"], "name": trial["name"], "status": trial["status"],
             "reason": trial.get("reason"), "repeat": int(params.get("repeat", 0)),
+            "busy": is_busy(trial),
         }
         row.update({PARAM_PREFIX + axis: params.get(axis) for axis in axes})
         row.update(_batch_shape(trial.get("spec") or {}))
@@ -66,6 +71,12 @@ def _batch_shape(spec: dict[str, Any]) -> dict[str, Any]:
     return {"micro_batch": train.get("micro_batch_size"),
             "grad_accum": techniques.get("grad_accum", 1),
             "ranks": techniques.get("world_size", 1) * techniques.get("nnodes", 1)}
+
+
+def is_busy(trial: dict[str, Any]) -> bool:
+    """The trial was measured on a busy machine: a warning that blocks verdicts."""
+    return any(isinstance(w, dict) and w.get("code") in VERDICT_BLOCKING
+               for w in trial.get("warnings") or [])
 
 
 def axis_columns(frame: pd.DataFrame) -> list[str]:

@@ -22,15 +22,16 @@ rests on a point value alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
 from harness.analysis import eval_curves, growth_savings, trial_frame
 from harness.analysis.growth import METHOD_AXIS, SCRATCH
-from harness.analysis.samples import BUSY, compare_metric
+from harness.analysis.samples import BUSY, compare_metric, is_busy
 from harness.analysis.stats import Estimate, RunNoise, log_ratio
+from harness.analysis.stats import untested as untested_estimate
 from harness.analysis.trials import combination_name
 from harness.claims.loader import LoadedClaim
 from harness.claims.schema import MEASURES, Claim
@@ -193,9 +194,27 @@ def _growth_saving(claim: Claim, base: list[dict[str, Any]], treat: list[dict[st
                    ) -> tuple[Estimate | None, str]:
     """The share of the scratch model's cost a growth method saves to reach the scratch
     model's final eval loss: one saving per group of trials (a seed, when seeds are swept and
-    pooled); the method's costs against scratch's by the rule, as 1 - ratio."""
+    pooled); the method's costs against scratch's by the rule, as 1 - ratio. A wall-time cost
+    leaves out trials timed on a busy machine; with none quiet on a side it is inconclusive."""
+    cost = claim.metric
     chosen = {t["trial_id"] for t in base + treat}
-    subset = [t for t in trials if t["trial_id"] in chosen]
+    timed = cost.startswith("time")
+    busy = [t for t in base + treat if timed and t["status"] == "ok" and is_busy(t)]
+    quiet_sides = all(any(t["status"] == "ok" and not is_busy(t) for t in side) for side in (base, treat))
+    if busy and quiet_sides:
+        chosen -= {t["trial_id"] for t in busy}
+    estimate, problem = _growth_ratio(claim, treat, [t for t in trials if t["trial_id"] in chosen],
+                                      series_rows)
+    if not busy or estimate is None:
+        return estimate, problem
+    caveat = f"{len(busy)} trial{'s' if len(busy) > 1 else ''} left out: machine busy"
+    if not quiet_sides:  # what the busy trials showed, for information
+        return untested_estimate(estimate.point, BUSY, busy=True, caveat=caveat), ""
+    return replace(estimate, caveat=caveat), ""
+
+
+def _growth_ratio(claim: Claim, treat: list[dict[str, Any]], subset: list[dict[str, Any]],
+                  series_rows: list[tuple]) -> tuple[Estimate | None, str]:
     savings = growth_savings(trial_frame(subset), eval_curves(series_rows, subset))
     method = (treat[0].get("params") or {}).get(METHOD_AXIS.removeprefix("params."))
     cost = claim.metric

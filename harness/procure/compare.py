@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.samples import is_busy
+from harness.analysis.samples import busy_messages, is_busy
 from harness.analysis.trials import as_number
 from harness.errors import InputError, did_you_mean
 from harness.procure.prices import (
@@ -26,7 +26,6 @@ from harness.procure.prices import (
     energy_usd_per_million_tokens,
     price_for,
 )
-from harness.spec import MACHINE_BUSY
 from harness.store import RunInfo, open_results
 
 # The figures of a row, in the order a reader wants them.
@@ -168,9 +167,7 @@ def absent_row(name: str, source: ResultsSource) -> Row:
     if other is None:
         reason = f"no trial '{name}' in run {source.run.run_id}"
     elif other["status"] == "ok" and is_busy(other):
-        message = next((w.get("message") for w in other.get("warnings") or []
-                        if isinstance(w, dict) and w.get("code") == MACHINE_BUSY), "")
-        reason = f"measured on a busy machine, left out: {message}".rstrip(": ")
+        reason = f"measured on a busy machine, left out: {busy_messages([other])[0]}"
     else:
         reason = f"{other['status']}: {other.get('reason') or 'no reason recorded'}"
     return Row(name, source.path, source.device_name, {}, dict.fromkeys(FIGURES, reason))

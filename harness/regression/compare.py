@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.samples import compare_samples, metric_sample
-from harness.analysis.stats import RunNoise
+from harness.analysis.stats import DriftNoise
 from harness.analysis.trials import combination_name
 from harness.regression.rules import DEFAULT_RULES, Rule
 
@@ -40,7 +40,7 @@ COLUMNS = ("trial", "metric", "family", "baseline", "candidate", "ratio", "low",
 
 def compare_runs(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]],
                  rules: Mapping[str, Rule] = DEFAULT_RULES,
-                 noise: Mapping[str, RunNoise] | None = None) -> pd.DataFrame:
+                 noise: Mapping[str, DriftNoise] | None = None) -> pd.DataFrame:
     """Every combination of the two runs against each other, on every metric of `rules`
     that either side measured; rows sorted by STATUS_ORDER, planned order within a status.
     `noise`: the run noise per metric from earlier runs (harness.analysis.noise)."""
@@ -67,7 +67,7 @@ def by_combination(trials: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 
 def compare_combination(key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]],
-                        rules: Mapping[str, Rule], noise: Mapping[str, RunNoise] | None = None
+                        rules: Mapping[str, Rule], noise: Mapping[str, DriftNoise] | None = None
                         ) -> list[dict[str, Any]]:
     """The rows of one combination: its outcome when that changed, then one row per metric
     when both sides have an ok repeat."""
@@ -90,7 +90,7 @@ def compare_combination(key: str, base: list[dict[str, Any]], cand: list[dict[st
 
 
 def compare_figure(key: str, rule: Rule, base: list[dict[str, Any]], cand: list[dict[str, Any]],
-                   noise: RunNoise | None = None) -> dict[str, Any] | None:
+                   noise: DriftNoise | None = None) -> dict[str, Any] | None:
     """One metric of one combination; None when neither side measured it."""
     base_sample, cand_sample = metric_sample(base, rule.metric), metric_sample(cand, rule.metric)
     if not any(len(s.values) or s.left_out_busy for s in (base_sample, cand_sample)):

@@ -28,16 +28,23 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.analysis.noise import noise_for_run
-from harness.analysis.samples import is_busy
+from harness.analysis.noise import machine_of, noise_for_run
+from harness.analysis.stats import DRIFT_UNKNOWN
+from harness.analysis.samples import busy_messages, is_busy
 from harness.claims.verdict import hardware_of
 from harness.errors import InputError, did_you_mean
-from harness.regression.compare import REGRESSIONS, TRIAL_ROW, compare_runs, regression_count, verdict
+from harness.regression.compare import (
+    REGRESSIONS,
+    TRIAL_ROW,
+    by_combination,
+    compare_runs,
+    regression_count,
+    verdict,
+)
 from harness.regression.environment import environment_differences
 from harness.regression.rules import rules_with
 from harness.report import units
 from harness.report.markdown import escape_markdown
-from harness.spec import MACHINE_BUSY
 from harness.store import ResultStore, RunInfo, open_results
 
 HOW_TO_READ = ("baseline and candidate are geometric means over each run's repeats (per-step "
@@ -51,6 +58,8 @@ HOW_TO_READ = ("baseline and candidate are geometric means over each run's repea
                "busy machine, is inconclusive, never a regression. Exit 1 means a conclusive "
                "regression only.")
 ENV_HINT = "a driver or torch upgrade often explains a step"
+OTHER_MACHINES = ("two runs on different machines: no test (a machine's drift between runs says "
+                  "nothing about the gap between two machines; harness procure compares hardware)")
 STYLES = {"regressed": "bold red", "failed-now": "bold red", "improved": "green",
           "inconclusive": "yellow", "missing": "yellow", "unchanged": "dim"}
 TABLE_HEADERS = ("trial", "metric", "baseline", "candidate", "ratio (95% interval)", "p",
@@ -76,12 +85,19 @@ def run(args: argparse.Namespace) -> int:
     if args.metric:
         rules = {metric: rules[metric] for metric in dict.fromkeys(args.metric)}
     baseline, candidate = load_sides(args.baseline, args.candidate, args.results, args.scenario)
-    frame = compare_runs(baseline.trials, candidate.trials, rules,
-                         noise_for_run(candidate.store, candidate.run, list(rules),
-                                       exclude={baseline.run.run_id}, between_runs=True))
-    if not len(frame) or frame["status"].isin(("new", "removed")).all():
+    same_machine = machine_of(baseline.run.env) == machine_of(candidate.run.env)
+    noise = (noise_for_run(candidate.store, candidate.run, list(rules),
+                           exclude={baseline.run.run_id}, between_runs=True) if same_machine else {})
+    frame = compare_runs(baseline.trials, candidate.trials, rules, noise)
+    if not same_machine:  # one machine's drift says nothing about the gap between two machines
+        frame["note"] = frame["note"].str.replace(DRIFT_UNKNOWN, OTHER_MACHINES, regex=False)
+    common = set(by_combination(baseline.trials)) & set(by_combination(candidate.trials))
+    if not common:
         raise InputError(f"run {baseline.run.run_id} and run {candidate.run.run_id} have no "
                          "trial in common: nothing to compare", field="compare")
+    if not len(frame) or frame["status"].isin(("new", "removed")).all():
+        raise InputError(f"no trial the runs {baseline.run.run_id} and {candidate.run.run_id} "
+                         f"have in common measured {', '.join(rules)}", field="--metric")
     header = header_lines(baseline, candidate, frame)
     if args.format == "markdown":
         text = to_markdown(header, frame)
@@ -93,8 +109,12 @@ def run(args: argparse.Namespace) -> int:
         print_rich(header, frame, console)
         text = console.export_text()
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise InputError(f"cannot write the comparison: {err.strerror or err}",
+                             file=str(args.out), field="--out") from None
     return 1 if regression_count(frame) else 0
 
 
@@ -159,6 +179,8 @@ def header_lines(baseline: Side, candidate: Side, frame: pd.DataFrame) -> list[s
     differences = environment_differences(baseline.run.env, candidate.run.env)
     if differences:
         lines.append(f"environments differ ({ENV_HINT}): {'; '.join(differences)}")
+    if machine_of(baseline.run.env) != machine_of(candidate.run.env):
+        lines.append(f"WARNING: {OTHER_MACHINES}")
     for side in (baseline, candidate):
         busy = [t for t in side.trials if t["status"] == "ok" and is_busy(t)]
         if busy:
@@ -180,8 +202,7 @@ def side_name(side: Side, baseline: Side) -> str:
 
 def busy_message(trials: list[dict[str, Any]]) -> str:
     """The first busy warning's own words, and how many more there are."""
-    messages = [w.get("message", "") for t in trials for w in t.get("warnings") or []
-                if isinstance(w, dict) and w.get("code") == MACHINE_BUSY]
+    messages = busy_messages(trials)
     more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
     return (messages[0] if messages else "machine busy") + more
 

@@ -16,6 +16,9 @@ Policy, as PyTorch's benchmark dashboard (HUD) judges its nightly series:
   with the default k = 3 a night must move 12%. Until MIN_NOISE_RUNS earlier deviations exist
   the threshold alone decides, and a streak that starts then is at most *suspect*: on a machine
   whose nights drift by 10%, the first nights alone cannot tell drift from a regression.
+- A series is one machine's (`harness.analysis.noise.machine_of`: host, device, device count):
+  a store that holds runs from several machines gives each its own series, keyed
+  "combination @ host", since two machines differ by more than any night's regression.
 - Trials measured on a busy machine are left out of a run's value; a run where every repeat of
   a trial was busy has no value for it ("inconclusive: machine busy") and is passed over.
 - Violations in consecutive runs (of that key: a run where the trial did not finish is
@@ -39,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.analysis.noise import machine_of
 from harness.analysis.samples import is_busy
 from harness.analysis.trials import as_number, combination_name
 from harness.errors import InputError, did_you_mean
@@ -116,26 +120,36 @@ def history_frame(records: list[RunRecord], metrics: Iterable[str]) -> pd.DataFr
     order given (oldest first)."""
     metrics = list(metrics)
     rows = []
+    # a series is one machine's: where runs come from several, each keeps its own series
+    several = len({machine_of(record.env) for record in records}) > 1
     for index, record in enumerate(records):
+        where = f" @ {machine_name(record.env)}" if several else ""
         for trial in record.trials:
             if trial.get("status") != "ok":
                 continue
             values, busy = trial.get("metrics") or {}, is_busy(trial)
             for metric in metrics:
                 rows.append((index, record.run_id, record.started_at, short_commit(record.env),
-                             combination_name(trial["name"]), metric,
+                             combination_name(trial["name"]) + where, metric,
                              as_number(values.get(metric)), busy))
     frame = pd.DataFrame(rows, columns=[*HISTORY_COLUMNS[:-2], "busy"]).dropna(subset=["value"])
     keys = HISTORY_COLUMNS[:-3]  # everything but value and the counts
-    quiet = frame[~frame["busy"]]
+    quiet = frame[~frame["busy"].astype(bool)]  # an empty column is object-typed
     history = (quiet.groupby(keys, sort=False)["value"].agg(value="median", repeats="count")
                .reset_index())
-    busy = frame[frame["busy"]].groupby(keys, sort=False).size().rename("busy_repeats").reset_index()
+    busy = (frame[frame["busy"].astype(bool)].groupby(keys, sort=False).size()
+            .rename("busy_repeats").reset_index())
     history = history.merge(busy, on=keys, how="outer")
     history["repeats"] = history["repeats"].fillna(0).astype(int)
     history["busy_repeats"] = history["busy_repeats"].fillna(0).astype(int)
     history = history[HISTORY_COLUMNS]
     return history.sort_values(["run_index", "key", "metric"], kind="stable").reset_index(drop=True)
+
+
+def machine_name(env: dict[str, Any]) -> str:
+    """A machine in a few words: its host, and its device where the host is not recorded."""
+    device = env.get("device_name") or env.get("cpu_model") or env.get("device") or "unknown device"
+    return str(env.get("host") or device)
 
 
 def judge(history: pd.DataFrame, rules: dict[str, Rule], window: int,

@@ -65,7 +65,7 @@ def statistics_table(trials: list[dict[str, Any]], baseline_name: str | None,
     if baseline_name is None or baseline_name not in groups or len(groups) < 2:
         return None
     base = groups[baseline_name]
-    headers = ["combination", "speedup (95% interval)", "throughput", "Welch p",
+    headers = ["combination", "speedup (95% interval)", "throughput", "p",
                f"{MEMORY_LABELS[memory]} ratio (95% interval)", "memory", "basis"]
     rows = []
     noise = noise or {}

@@ -62,7 +62,7 @@ def claims_table(results: list[ClaimResult], *, compact: bool = False) -> Table:
         basis = f"; {estimate.basis}" if estimate is not None else ""
         if estimate is not None and estimate.caveat:
             basis += f" ({estimate.caveat})"
-        p_value = (f"; Welch p = {estimate.p_value:.2g}"
+        p_value = (f"; p = {estimate.p_value:.2g}"
                    if estimate is not None and not estimate.exact
                    and not math.isnan(estimate.p_value) else "")
         claim = f"{result.claim.id}: {result.claim.claim}"

@@ -44,7 +44,8 @@ def trial_table(trials: pd.DataFrame, memory_metric: str, with_ratios: bool) -> 
         headers += ["speedup", "memory vs baseline", "activations vs baseline"]
     rows, classes = [], []
     for values in trials.to_dict("records"):
-        cells = [values["name"], status_cell(values["status"], values["reason"])]
+        status = status_cell(values["status"], values["reason"])
+        cells = [values["name"], f"{status} (machine busy)" if values.get("busy") else status]
         cells += _figures(values, memory_metric)
         if with_ratios:
             cells += _ratios(values)
@@ -54,14 +55,17 @@ def trial_table(trials: pd.DataFrame, memory_metric: str, with_ratios: bool) -> 
 
 
 def combination_table(combos: pd.DataFrame, memory_metric: str, with_ratios: bool) -> Table:
-    """One row per combination: medians over its ok repeats (`compare_to_baseline`)."""
+    """One row per combination: medians over its ok repeats (`compare_to_baseline`); timed
+    figures over its quiet ones, the busy ones counted in the second cell."""
     headers = ["combination", "ok / repeats", "tokens/s", "step time (p10–p90)",
                MEMORY_LABELS[memory_metric], "activation bytes", "final loss", "eval loss"]
     if with_ratios:
         headers += ["speedup", "memory vs baseline", "activations vs baseline"]
     rows, classes = [], []
     for values in combos.to_dict("records"):
-        cells = [values["combination"], f"{values['ok_repeats']} / {values['repeats']}"]
+        busy = int(values.get("busy_repeats") or 0)
+        cells = [values["combination"], f"{values['ok_repeats']} / {values['repeats']}"
+                 + (f" ({busy} busy, left out)" if busy else "")]
         cells += _figures(values, memory_metric)
         if with_ratios:
             cells += _ratios(values)

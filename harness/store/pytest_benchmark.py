@@ -128,7 +128,8 @@ def pytest_benchmark_version() -> str:
 
 
 def _stats_like_pytest_benchmark(times: list[float]) -> dict[str, Any]:
-    """`pytest_benchmark.stats.Stats.as_dict()` without the package: the same quartile methods
+    """`pytest_benchmark.stats.Stats.as_dict()` (5.3.1 and later: earlier ones returned the first
+    datum past the upper fence as hd15iqr) without the package: the same quartile methods
     (Wikipedia's method 3 for an odd count, method 2 for an even one) and Tukey fences."""
     data, rounds = sorted(times), len(times)
     mean = statistics.mean(data)

@@ -40,7 +40,8 @@ def repeated_trials() -> list[dict]:
 def test_trial_frame_has_one_row_per_trial_and_clean_columns():
     frame = trial_frame(repeated_trials())
     assert len(frame) == 7
-    assert list(frame.columns[:6]) == ["trial_id", "name", "status", "reason", "repeat", "params.precision"]
+    assert list(frame.columns[:7]) == ["trial_id", "name", "status", "reason", "repeat", "busy",
+                                       "params.precision"]
     assert frame["repeat"].tolist() == [0, 1, 2, 0, 1, 2, 0]
     # every metric of DESIGN has a column, NaN where a trial did not measure it (never 0)
     assert math.isnan(frame.loc[6, "tokens_per_s"]) and math.isnan(frame.loc[0, "peak_memory_bytes"])
@@ -105,3 +106,24 @@ def test_a_scenario_without_axes_is_one_combination():
     combos = compare_to_baseline(trial_frame(trials), {})
     assert combos["combination"].tolist() == ["default"]
     assert combos["repeats"].tolist() == [3] and combos["speedup"].tolist() == [1.0]
+
+
+def test_timed_figures_of_busy_trials_are_left_out_of_medians_and_ratios():
+    busy = [{"code": "machine-busy", "message": "load 7"}]
+    trials = repeated_trials()
+    trials[2]["warnings"] = busy  # fp32 #2, the fastest baseline repeat: 130 tokens/s
+    trials[5]["warnings"] = busy  # bf16 #2
+    frame = trial_frame(trials)
+    assert frame["busy"].tolist() == [False, False, True, False, False, True, False]
+    combos = compare_to_baseline(frame, BASE).set_index("combination")
+    assert combos.loc["precision=fp32", "tokens_per_s"] == pytest.approx(95.0)  # 90 and 100
+    assert combos.loc["precision=bf16", "busy_repeats"] == 1
+    assert combos.loc["precision=bf16", "speedup"] == pytest.approx(150.0 / 95.0)
+    # counted figures do not depend on the load: the busy repeats keep theirs
+    assert combos.loc["precision=fp32", "activation_bytes"] == 10.0
+    per_trial = ratios_to_baseline(frame, BASE).set_index("name")
+    assert math.isnan(per_trial.loc["precision=bf16 #2", "speedup"])
+    assert per_trial.loc["precision=bf16 #0", "speedup"] == pytest.approx(150.0 / 95.0)
+    only_busy = trial_frame([dict(t, warnings=busy) for t in trials])
+    fp32 = compare_to_baseline(only_busy, BASE).set_index("combination").loc["precision=fp32"]
+    assert math.isnan(fp32["tokens_per_s"]) and fp32["busy_repeats"] == 3 and fp32["ok_repeats"] == 3

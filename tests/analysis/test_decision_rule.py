@@ -17,7 +17,7 @@ import pytest
 
 from harness.analysis.noise import run_noise
 from harness.analysis.samples import compare_metric
-from harness.analysis.stats import ALPHA, SHIPPED_REPEATS, log_ratio, simulated_detection_rate
+from harness.analysis.stats import ALPHA, SHIPPED_REPEATS, RunNoise, log_ratio, simulated_detection_rate
 from harness.claims import judge
 from harness.claims.schema import Claim
 from harness.regression.compare import compare_runs
@@ -106,6 +106,27 @@ def test_between_runs_the_gate_judges_the_drift_and_raises_no_false_alarm():
     assert alarms / simulations <= ALPHA and significant / simulations <= ALPHA
     # Welch on the repeats alone would call most of these identical builds different
     assert within_only / simulations > 0.3
+
+
+def test_a_run_left_with_one_quiet_repeat_raises_no_false_alarm():
+    # four of the candidate's five repeats were busy and are left out: its one quiet repeat
+    # carries the whole 12% jitter, which the run-level spread of 5-repeat runs hides
+    rng = np.random.default_rng(11)
+    alarms = naive = 0
+    simulations = 200
+    for _ in range(simulations):
+        *earlier, base, cand = sweeps(rng, 7, drift=0.01, jitter=0.12)
+        for trial in cand[:4]:
+            trial["warnings"] = [{"code": "machine-busy", "message": "load 7"}]
+        noise = {m: run_noise(earlier, m, "5 earlier runs") for m in ("tokens_per_s", "step_time_s")}
+        rows = compare_runs(base, cand, noise=noise)
+        alarms += rows[rows["metric"] == "tokens_per_s"]["status"].isin(("regressed", "improved")).any()
+        # judged against the run-level spread alone, as if both runs had five repeats
+        one_run = RunNoise(math.sqrt(noise["tokens_per_s"].run_variance), noise["tokens_per_s"].run_df, "-")
+        point = compare_metric(cand, base, "tokens_per_s").point
+        naive += log_ratio([point], [1.0], unit="runs", noise=one_run).significant
+    assert alarms / simulations <= ALPHA
+    assert naive / simulations > 0.1
 
 
 def test_the_closed_form_simulation_matches_the_trial_path():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from claims_fixture_store import claim, runs, seeds, store_with, trial
 
@@ -180,3 +181,51 @@ def test_a_run_with_a_verdict_beats_a_later_run_that_cannot_give_one(tmp_path):
 def test_claims_for_run_lists_only_the_claims_a_run_bears_on(tmp_path):
     store = store_with(tmp_path / "r.db", [trial("fp32", FP32, step_s=0.3)])
     assert claims_for_run(store, "run-1", [claim()]) == []
+
+
+def grown(method: str, seed: int, losses: list[float], time_scale: float, busy: bool = False):
+    """A growth trial of one seed: eval every 100 tokens, 10 FLOPs a token, tokens/10 s."""
+    operator = {"operator_tokens": 40.0, "operator_flops": 400.0, "operator_time_s": 2.0,
+                "small_train_tokens": 0.0, "small_train_flops": 0.0, "small_train_time_s": 0.0}
+    spec, result = trial(f"{method} train.seed={seed}", {"growth.method": method, "train.seed": seed,
+                                                          "repeat": 0},
+                         metrics={"flops_per_token": 10.0, **(operator if method == "ligo" else {})},
+                         train_seed=seed, busy=busy)
+    tokens = [0.0, 100.0, 200.0, 300.0, 400.0]
+    result.series.update(eval_tokens=tokens, eval_loss=losses,
+                         eval_time_s=[t / 10 * time_scale for t in tokens])
+    return spec, result
+
+
+def growth_claim(metric: str):
+    return claim(id=f"ligo-{metric.replace('_', '-')}", baseline={"growth.method": "scratch"},
+                 treatment={"growth.method": "ligo"}, pool=["train.seed"], metric=metric,
+                 measure="growth_saving", expect={"min": 0.5, "max": 0.65})
+
+
+def test_a_wall_time_growth_saving_leaves_out_busy_trials(tmp_path):
+    scratch = [5.0, 4.0, 3.0, 2.5, 2.0]
+    ligo = [3.5, 2.5, 1.5, 1.4, 1.3]  # crosses 2.0 at 150 tokens: 15 s + 2 s of operator, of 40 s
+    scales = [1.0, 1.05, 0.95, 1.02]
+    quiet = [grown("scratch", s, scratch, 1.0) for s in range(4)]
+    trials = quiet + [grown("ligo", s, ligo, scales[s], busy=s == 3) for s in range(4)]
+    store = store_with(tmp_path / "r.db", trials, baseline={"growth.method": "scratch"})
+    time_result, flops_result = evaluate_claims(store, [growth_claim("time_s"), growth_claim("flops")])
+    # the busy seed is left out of the timed saving, said so, and the three quiet seeds decide
+    assert time_result.estimate.caveat == "1 trial left out: machine busy"
+    expected = 1 - np.exp(np.mean(np.log([(15 * k + 2) / 40 for k in scales[:3]])))
+    assert time_result.estimate.point == pytest.approx(expected)
+    assert time_result.estimate.basis == "Welch t over 3 vs 3 seeds"
+    # FLOPs to the target are counted, not timed: a busy machine does not touch them
+    assert flops_result.estimate.caveat == ""
+    assert flops_result.estimate.basis == "identical in every run (4 vs 4 seeds): exact"
+
+
+def test_a_wall_time_growth_saving_with_only_busy_trials_on_a_side_is_inconclusive(tmp_path):
+    trials = ([grown("scratch", s, [5.0, 4.0, 3.0, 2.5, 2.0], 1.0) for s in range(3)]
+              + [grown("ligo", s, [3.5, 2.5, 1.5, 1.4, 1.3], 1.0, busy=True) for s in range(3)])
+    store = store_with(tmp_path / "r.db", trials, baseline={"growth.method": "scratch"})
+    (result,) = evaluate_claims(store, [growth_claim("time_s")])
+    assert result.verdict == "inconclusive"
+    assert result.why == "inconclusive: machine busy (3 trials left out: machine busy)"
+    assert result.estimate.point == pytest.approx(1 - 17 / 40)  # what the busy trials showed

@@ -61,8 +61,8 @@ def test_a_ten_percent_throughput_drop_regresses_and_fails_the_gate(tmp_path, ca
     row = frame[frame["metric"] == "tokens_per_s"].iloc[0]
     assert row["change"] == pytest.approx(1 - 1 / 1.10, abs=0.03)  # positive = worse
     assert row["p_value"] < 0.05 and row["high"] < 1.0
-    assert row["note"].startswith("one run a side (5 vs 5 repeats), against the spread of a run's "
-                                  "figure over 6 earlier runs of nightly on this machine")
+    assert row["note"].startswith("one run a side (5 vs 5 repeats), against how a run's "
+                                  "figure varies over 6 earlier runs of nightly on this machine")
     assert status(frame, "bf16", "peak_memory_bytes") == "unchanged"
     code, out = compare(capsys, "base", "cand", "--results", db)
     assert code == 1
@@ -114,8 +114,8 @@ def test_earlier_runs_give_even_one_repeat_per_run_a_test(tmp_path, capsys):
     assert code == 1
     row = frame_of(ResultStore(db)).set_index("metric").loc["step_time_s"]
     assert row["status"] == "regressed" and row["tested"]
-    assert row["note"].startswith("one run a side (1 vs 1 repeats), against the spread of a run's "
-                                  "figure over 4 earlier runs of nightly on this machine")
+    assert row["note"].startswith("one run a side (1 vs 1 repeats), against how a run's "
+                                  "figure varies over 4 earlier runs of nightly on this machine")
 
 
 def test_a_busy_machine_makes_the_comparison_inconclusive_and_never_fails_the_gate(tmp_path, capsys):
@@ -187,7 +187,8 @@ def test_memory_measured_the_same_in_every_repeat_is_exact(tmp_path):
          repeats("bf16", 3, seed=2, peak_memory_bytes=12 * 2**30))
     row = frame_of(ResultStore(db)).set_index("metric").loc["peak_memory_bytes"]
     assert row["status"] == "regressed" and row["low"] == row["high"] == pytest.approx(1.2)
-    assert row["note"] == "identical in every run (3 vs 3 repeats): exact"
+    assert row["note"] == ("one run a side (3 vs 3 repeats); 6 earlier runs of nightly on this "
+                           "machine, where it never varied: exact")
 
 
 def test_ok_in_the_baseline_and_failed_now_is_a_regression(tmp_path, capsys):
@@ -321,3 +322,25 @@ def test_the_command_line_gates_on_compare_and_history(tmp_path, capsys):
     # one bad night after one good one: suspect under the K=2 policy, not yet a regression
     assert main(["history", "--results", str(db), "--scenario", "nightly"]) == 0
     assert "suspect" in capsys.readouterr().out
+
+
+def test_runs_on_different_machines_are_not_tested_against_one_machines_drift(tmp_path, capsys):
+    db = tmp_path / "results.db"
+    pair(db, repeats("bf16", 5, step_mean_s=0.1, seed=1), repeats("bf16", 5, step_mean_s=0.13, seed=2),
+         candidate_env={"host": "other-box", "device_name": "NVIDIA H200"})
+    code, out = compare(capsys, "base", "cand", "--results", db)
+    assert code == 0  # a 30% gap, but no test: never a regression
+    assert "WARNING: two runs on different machines: no test" in out
+    assert "harness procure compares hardware" in out
+    assert "1 inconclusive" not in out.splitlines()[0] and "inconclusive" in out.splitlines()[0]
+
+
+def test_a_metric_no_trial_measured_and_an_unwritable_out_are_one_line_errors(tmp_path, capsys):
+    db = slower(tmp_path, 1.0)
+    with pytest.raises(InputError, match="--metric: no trial the runs base and cand have in common "
+                                         "measured energy_per_token_j"):
+        compare(capsys, "base", "cand", "--results", db, "--metric", "energy_per_token_j")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match=r"a-file/out.md: --out: cannot write the comparison"):
+        compare(capsys, "base", "cand", "--results", db, "--out", blocker / "out.md")

@@ -249,3 +249,14 @@ def test_a_streak_before_the_noise_is_known_is_only_suspect(tmp_path: Path) -> N
     flags = analyse(store).flags
     assert flags[["kind", "run_id", "runs"]].values.tolist() == [["suspect", run_id(1), 2]]
     assert np.isnan(flags["noise"].iloc[0])
+
+
+def test_runs_from_another_machine_form_their_own_series(tmp_path: Path) -> None:
+    # five nights on one host, then two on a slower one: a different machine, not a regression
+    store = series_store(tmp_path / "r.db", {"fp32": [*STEADY, 80.0, 80.0]},
+                         envs={5: {**ENV, "host": "slower-box"}})
+    analysis = analyse(store)
+    assert analysis.flags.empty
+    keys = analysis.history.drop_duplicates("key")["key"].tolist()
+    assert keys == ["fp32 @ Test CPU", "fp32 @ slower-box"]  # no host recorded: the device
+    assert command(store) == 0

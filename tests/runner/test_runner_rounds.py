@@ -48,6 +48,9 @@ class Recorder:
     def end_trial(self, name, result):
         pass
 
+    def note(self, text):
+        pass
+
 
 def test_the_runner_runs_rounds_and_stores_trials_in_planned_order(write_scenario, tmp_path):
     # tf32 is skipped on a CPU: the order is exercised without starting a worker
@@ -61,3 +64,22 @@ def test_the_runner_runs_rounds_and_stores_trials_in_planned_order(write_scenari
     assert stored[:3] == [f"precision=tf32 checkpointing=none #{r}" for r in range(3)]  # planned
     rounds = [int(name.rsplit("#", 1)[1]) for name in stored]
     assert recorder.started == [stored[i] for i in interleaved(9, rounds, seed=0)]
+
+
+def test_every_node_runs_the_trials_in_node_0s_order(write_scenario, monkeypatch):
+    # a node other than 0 meets node 0's ranks trial by trial: the orders must agree
+    import harness.runner as runner
+    from harness.launch import Cluster
+    from harness.spec import TrialResult
+
+    path = write_scenario("nodes", repeats=3, matrix={"precision": ["fp32", "bf16"], "nnodes": [2],
+                                                          "parallel": ["ddp"]})
+    started: list[str] = []
+    monkeypatch.setattr(runner, "run_worker", lambda spec, *args: started.append(spec.name)
+                        or TrialResult(spec.trial_id, "ok"))
+    loaded = load_scenario(path)
+    runner.run_scenario(loaded, None, "cpu", progress=Recorder(), cluster=Cluster(2, 1, "h:1"))
+    planned = [spec for spec, _ in runner.plan(loaded, "cpu", Cluster(2, 1, "h:1"))]
+    assert started == [planned[i].name for i in runner.run_order([(s, None) for s in planned], 0)]
+    assert [name.rsplit("#", 1)[1] for name in started] == ["0", "0", "1", "1", "2", "2"]
+    assert started != [spec.name for spec in planned]  # interleaved, not planned order
