@@ -82,7 +82,10 @@ def run_noise(runs: list[list[dict[str, Any]]], metric: str, label: str) -> Drif
     squares = sum(float(np.sum((np.array(v) - np.mean(v)) ** 2)) for v in spread.values())
     pooled_df = sum(len(v) - 1 for v in spread.values())
     # the combinations of one run drift together: no more df than earlier runs less one
-    return DriftNoise(run_variance=squares / pooled_df, run_df=min(contributing - 1, pooled_df),
+    run_df = min(contributing - 1, pooled_df)
+    if run_df < MIN_RUNS_FOR_DRIFT - 1:  # e.g. three runs, but no combination in more than two
+        return None
+    return DriftNoise(run_variance=squares / pooled_df, run_df=run_df,
                       repeats=len(counts) / sum(1 / n for n in counts),
                       within=math.sqrt(within_squares / within_df) if within_df else 0.0,
                       within_df=within_df, basis=label)

@@ -89,11 +89,12 @@ def metric_sample(trials: list[dict[str, Any]], metric: str) -> Sample:
 
 
 def compare_samples(t: Sample, b: Sample, noise: RunNoise | DriftNoise | None = None, *,
-                    between_runs: bool = False) -> Estimate:
+                    between_runs: bool = False, other_machines: bool = False) -> Estimate:
     """Ratio of treatment over baseline with its interval and test. `between_runs`: the sides
     are two separate runs made at different times (`harness compare`), and `noise` is then how
     a run's figure varies over earlier runs (a DriftNoise, stats.log_ratio_between_runs); else
-    `noise` is the repeat noise (a RunNoise), used when a side has a single run."""
+    `noise` is the repeat noise (a RunNoise), used when a side has a single run. Two runs on
+    `other_machines` are not tested (stats.OTHER_MACHINES)."""
     caveat = _busy_caveat(t, b)
     if not len(t.values) or not len(b.values):
         if t.left_out_busy or b.left_out_busy:  # what the busy trials showed, for information
@@ -108,7 +109,8 @@ def compare_samples(t: Sample, b: Sample, noise: RunNoise | DriftNoise | None = 
         noise = None  # noise between repeats of one seed says nothing about other seeds
     if between_runs:
         estimate = log_ratio_between_runs(t.values, b.values, noise=noise,
-                                          counted=t.counted and b.counted)
+                                          counted=t.counted and b.counted,
+                                          other_machines=other_machines)
     else:
         estimate = log_ratio(t.values, b.values, unit=unit, noise=noise,
                              counted=t.counted and b.counted)

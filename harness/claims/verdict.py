@@ -195,7 +195,9 @@ def _growth_saving(claim: Claim, base: list[dict[str, Any]], treat: list[dict[st
     """The share of the scratch model's cost a growth method saves to reach the scratch
     model's final eval loss: one saving per group of trials (a seed, when seeds are swept and
     pooled); the method's costs against scratch's by the rule, as 1 - ratio. A wall-time cost
-    leaves out trials timed on a busy machine; with none quiet on a side it is inconclusive."""
+    leaves out trials timed on a busy machine, whole: their eval curves too, so a group's loss
+    target then comes from its quiet trials (a busy trial's time to the target cannot be
+    separated from its curve); with none quiet on a side it is inconclusive."""
     cost = claim.metric
     chosen = {t["trial_id"] for t in base + treat}
     timed = cost.startswith("time")

@@ -40,10 +40,12 @@ COLUMNS = ("trial", "metric", "family", "baseline", "candidate", "ratio", "low",
 
 def compare_runs(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]],
                  rules: Mapping[str, Rule] = DEFAULT_RULES,
-                 noise: Mapping[str, DriftNoise] | None = None) -> pd.DataFrame:
+                 noise: Mapping[str, DriftNoise] | None = None, *,
+                 other_machines: bool = False) -> pd.DataFrame:
     """Every combination of the two runs against each other, on every metric of `rules`
     that either side measured; rows sorted by STATUS_ORDER, planned order within a status.
-    `noise`: the run noise per metric from earlier runs (harness.analysis.noise)."""
+    `noise`: the run noise per metric from earlier runs (harness.analysis.noise);
+    `other_machines`: the runs were made on different machines (only counted figures tested)."""
     base, cand = by_combination(baseline), by_combination(candidate)
     rows: list[dict[str, Any]] = []
     for key in [*base, *(k for k in cand if k not in base)]:
@@ -52,7 +54,8 @@ def compare_runs(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]]
         elif key not in base:
             rows.append(_row(key, "new", note=f"candidate: {outcomes(cand[key])}"))
         else:
-            rows += compare_combination(key, base[key], cand[key], rules, noise or {})
+            rows += compare_combination(key, base[key], cand[key], rules, noise or {},
+                                        other_machines=other_machines)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     rank = frame["status"].map(STATUS_ORDER.index).to_numpy()
     return frame.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
@@ -67,8 +70,8 @@ def by_combination(trials: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 
 def compare_combination(key: str, base: list[dict[str, Any]], cand: list[dict[str, Any]],
-                        rules: Mapping[str, Rule], noise: Mapping[str, DriftNoise] | None = None
-                        ) -> list[dict[str, Any]]:
+                        rules: Mapping[str, Rule], noise: Mapping[str, DriftNoise] | None = None,
+                        *, other_machines: bool = False) -> list[dict[str, Any]]:
     """The rows of one combination: its outcome when that changed, then one row per metric
     when both sides have an ok repeat."""
     base_ok, cand_ok = _ok_count(base), _ok_count(cand)
@@ -83,14 +86,16 @@ def compare_combination(key: str, base: list[dict[str, Any]], cand: list[dict[st
                                                   f"{outcomes(base)}; candidate: {outcomes(cand)}"))
         return rows
     for rule in rules.values():
-        row = compare_figure(key, rule, base, cand, (noise or {}).get(rule.metric))
+        row = compare_figure(key, rule, base, cand, (noise or {}).get(rule.metric),
+                             other_machines=other_machines)
         if row is not None:
             rows.append(row)
     return rows
 
 
 def compare_figure(key: str, rule: Rule, base: list[dict[str, Any]], cand: list[dict[str, Any]],
-                   noise: DriftNoise | None = None) -> dict[str, Any] | None:
+                   noise: DriftNoise | None = None, *, other_machines: bool = False
+                   ) -> dict[str, Any] | None:
     """One metric of one combination; None when neither side measured it."""
     base_sample, cand_sample = metric_sample(base, rule.metric), metric_sample(cand, rule.metric)
     if not any(len(s.values) or s.left_out_busy for s in (base_sample, cand_sample)):
@@ -103,7 +108,8 @@ def compare_figure(key: str, rule: Rule, base: list[dict[str, Any]], cand: list[
         why = unmeasured_reason(trials, rule.metric)
         row.update(status="missing", note=f"not measured in the {side}" + (f": {why}" if why else ""))
         return row
-    estimate = compare_samples(cand_sample, base_sample, noise, between_runs=True)
+    estimate = compare_samples(cand_sample, base_sample, noise, between_runs=True,
+                               other_machines=other_machines)
     change = rule.change(1.0, estimate.point)
     past = abs(change) > rule.threshold
     if not estimate.tested:

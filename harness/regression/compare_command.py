@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.analysis.noise import machine_of, noise_for_run
-from harness.analysis.stats import DRIFT_UNKNOWN
+from harness.analysis.stats import OTHER_MACHINES
 from harness.analysis.samples import busy_messages, is_busy
 from harness.claims.verdict import hardware_of
 from harness.errors import InputError, did_you_mean
@@ -58,8 +58,6 @@ HOW_TO_READ = ("baseline and candidate are geometric means over each run's repea
                "busy machine, is inconclusive, never a regression. Exit 1 means a conclusive "
                "regression only.")
 ENV_HINT = "a driver or torch upgrade often explains a step"
-OTHER_MACHINES = ("two runs on different machines: no test (a machine's drift between runs says "
-                  "nothing about the gap between two machines; harness procure compares hardware)")
 STYLES = {"regressed": "bold red", "failed-now": "bold red", "improved": "green",
           "inconclusive": "yellow", "missing": "yellow", "unchanged": "dim"}
 TABLE_HEADERS = ("trial", "metric", "baseline", "candidate", "ratio (95% interval)", "p",
@@ -88,16 +86,16 @@ def run(args: argparse.Namespace) -> int:
     same_machine = machine_of(baseline.run.env) == machine_of(candidate.run.env)
     noise = (noise_for_run(candidate.store, candidate.run, list(rules),
                            exclude={baseline.run.run_id}, between_runs=True) if same_machine else {})
-    frame = compare_runs(baseline.trials, candidate.trials, rules, noise)
-    if not same_machine:  # one machine's drift says nothing about the gap between two machines
-        frame["note"] = frame["note"].str.replace(DRIFT_UNKNOWN, OTHER_MACHINES, regex=False)
+    frame = compare_runs(baseline.trials, candidate.trials, rules, noise,
+                         other_machines=not same_machine)
     common = set(by_combination(baseline.trials)) & set(by_combination(candidate.trials))
     if not common:
         raise InputError(f"run {baseline.run.run_id} and run {candidate.run.run_id} have no "
                          "trial in common: nothing to compare", field="compare")
     if not len(frame) or frame["status"].isin(("new", "removed")).all():
         raise InputError(f"no trial the runs {baseline.run.run_id} and {candidate.run.run_id} "
-                         f"have in common measured {', '.join(rules)}", field="--metric")
+                         f"have in common measured {', '.join(rules)}",
+                         field="--metric" if args.metric else "compare")
     header = header_lines(baseline, candidate, frame)
     if args.format == "markdown":
         text = to_markdown(header, frame)

@@ -121,9 +121,10 @@ def history_frame(records: list[RunRecord], metrics: Iterable[str]) -> pd.DataFr
     metrics = list(metrics)
     rows = []
     # a series is one machine's: where runs come from several, each keeps its own series
-    several = len({machine_of(record.env) for record in records}) > 1
+    names = machine_names([record.env for record in records])
+    several = len(set(names.values())) > 1
     for index, record in enumerate(records):
-        where = f" @ {machine_name(record.env)}" if several else ""
+        where = f" @ {names[machine_of(record.env)]}" if several else ""
         for trial in record.trials:
             if trial.get("status") != "ok":
                 continue
@@ -146,10 +147,22 @@ def history_frame(records: list[RunRecord], metrics: Iterable[str]) -> pd.DataFr
     return history.sort_values(["run_index", "key", "metric"], kind="stable").reset_index(drop=True)
 
 
-def machine_name(env: dict[str, Any]) -> str:
-    """A machine in a few words: its host, and its device where the host is not recorded."""
-    device = env.get("device_name") or env.get("cpu_model") or env.get("device") or "unknown device"
-    return str(env.get("host") or device)
+def machine_names(envs: list[dict[str, Any]]) -> dict[tuple, str]:
+    """Each machine (`machine_of`) of `envs` by name: its host (its device where no host is
+    recorded), with the device and device count added where two machines share a host."""
+    def short(env: dict[str, Any]) -> str:
+        return str(env.get("host") or env.get("device_name") or env.get("cpu_model")
+                   or env.get("device") or "unknown machine")
+
+    def full(env: dict[str, Any]) -> str:
+        device = env.get("device_name") or env.get("cpu_model") or env.get("device") or "unknown device"
+        count = f"{env['device_count']} × " if (env.get("device_count") or 1) > 1 else ""
+        return f"{env.get('host') or 'unknown host'} ({env.get('device') or '?'}: {count}{device})"
+
+    machines = {machine_of(env): env for env in envs}
+    shorts = [short(env) for env in machines.values()]
+    return {key: short(env) if shorts.count(short(env)) == 1 else full(env)
+            for key, env in machines.items()}
 
 
 def judge(history: pd.DataFrame, rules: dict[str, Rule], window: int,

@@ -32,7 +32,8 @@ def throughput_png(trials: pd.DataFrame) -> bytes:
     ax = ax[0]
     _bars(ax, trials, trials["tokens_per_s"], units.tokens_per_s,
           extra=trials["speedup"] if "speedup" in trials else None)
-    baseline = trials.loc[trials["is_baseline"] & (trials["status"] == "ok"), "tokens_per_s"]
+    quiet = (trials["status"] == "ok") & ~trials["busy"].astype(bool)
+    baseline = trials.loc[trials["is_baseline"] & quiet, "tokens_per_s"]
     if baseline.notna().any():
         ax.axvline(float(baseline.median()), color=BASELINE, linestyle=":", linewidth=1,
                    label="baseline (median)")
@@ -116,13 +117,17 @@ def _bars(ax, trials: pd.DataFrame, values: pd.Series, fmt, *, color: str = BAR,
     colours = [BASELINE if base else color for base in trials["is_baseline"]]
     ax.barh(positions, finite.fillna(0), color=colours, height=0.65)
     scale = float(finite.max()) if finite.notna().any() else 1.0
-    for pos, value, status, ratio in zip(positions, finite, trials["status"],
-                                         extra if extra is not None else [math.nan] * len(trials)):
+    busy_marks = trials["busy"].astype(bool) & (trials["status"] == "ok") if "busy" in trials \
+        else [False] * len(trials)
+    for pos, value, status, ratio, busy in zip(positions, finite, trials["status"],
+                                               extra if extra is not None else [math.nan] * len(trials),
+                                               busy_marks):
         if math.isnan(value):
             note = status if status != "ok" else "not measured"
             ax.text(0.01 * scale, pos, note, va="center", fontsize=8, color=MISSING, style="italic")
             continue
         label = fmt(value) + ("" if math.isnan(ratio) else f"  ({units.ratio(ratio)})")
+        label += "  (machine busy)" if busy else ""
         ax.text(value + 0.01 * scale, pos, label, va="center", fontsize=8)
     ax.set_xlim(0, scale * 1.35)
     ax.set_yticks(positions, [_text(n) for n in trials["name"]] if show_names else None)

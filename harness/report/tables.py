@@ -45,7 +45,8 @@ def trial_table(trials: pd.DataFrame, memory_metric: str, with_ratios: bool) -> 
     rows, classes = [], []
     for values in trials.to_dict("records"):
         status = status_cell(values["status"], values["reason"])
-        cells = [values["name"], f"{status} (machine busy)" if values.get("busy") else status]
+        busy = values.get("busy") and values["status"] == "ok"
+        cells = [values["name"], f"{status} (machine busy)" if busy else status]
         cells += _figures(values, memory_metric)
         if with_ratios:
             cells += _ratios(values)

@@ -326,10 +326,15 @@ def test_the_command_line_gates_on_compare_and_history(tmp_path, capsys):
 
 def test_runs_on_different_machines_are_not_tested_against_one_machines_drift(tmp_path, capsys):
     db = tmp_path / "results.db"
-    pair(db, repeats("bf16", 5, step_mean_s=0.1, seed=1), repeats("bf16", 5, step_mean_s=0.13, seed=2),
+    pair(db, repeats("bf16", 5, step_mean_s=0.1, seed=1, peak_memory_bytes=10 * 2**30),
+         repeats("bf16", 5, step_mean_s=0.13, seed=2, peak_memory_bytes=12 * 2**30),
          candidate_env={"host": "other-box", "device_name": "NVIDIA H200"})
     code, out = compare(capsys, "base", "cand", "--results", db)
-    assert code == 0  # a 30% gap, but no test: never a regression
+    assert code == 0  # a 30% slowdown and 20% more memory, but no test: never a regression
+    store = ResultStore(db)
+    frame = compare_runs(store.trials("base"), store.trials("cand"), other_machines=True)
+    memory = frame.set_index("metric").loc["peak_memory_bytes"]
+    assert memory["status"] == "inconclusive" and not memory["tested"]  # identical, yet no test
     assert "WARNING: two runs on different machines: no test" in out
     assert "harness procure compares hardware" in out
     assert "1 inconclusive" not in out.splitlines()[0] and "inconclusive" in out.splitlines()[0]

@@ -260,3 +260,13 @@ def test_runs_from_another_machine_form_their_own_series(tmp_path: Path) -> None
     keys = analysis.history.drop_duplicates("key")["key"].tolist()
     assert keys == ["fp32 @ Test CPU", "fp32 @ slower-box"]  # no host recorded: the device
     assert command(store) == 0
+
+
+def test_two_machines_on_one_host_are_told_apart(tmp_path: Path) -> None:
+    cpu = {**ENV, "host": "box"}
+    gpu = {**ENV, "host": "box", "device": "cuda", "device_name": "NVIDIA H200", "device_count": 2}
+    store = series_store(tmp_path / "r.db", {"fp32": [100.0] * 5 + [5000.0] * 5}, envs={0: cpu, 5: gpu})
+    analysis = analyse(store)
+    assert analysis.flags.empty
+    assert analysis.history.drop_duplicates("key")["key"].tolist() == [
+        "fp32 @ box (cpu: Test CPU)", "fp32 @ box (cuda: 2 × NVIDIA H200)"]

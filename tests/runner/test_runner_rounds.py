@@ -66,7 +66,7 @@ def test_the_runner_runs_rounds_and_stores_trials_in_planned_order(write_scenari
     assert recorder.started == [stored[i] for i in interleaved(9, rounds, seed=0)]
 
 
-def test_every_node_runs_the_trials_in_node_0s_order(write_scenario, monkeypatch):
+def test_every_node_runs_the_trials_in_node_0s_order(write_scenario, monkeypatch, tmp_path):
     # a node other than 0 meets node 0's ranks trial by trial: the orders must agree
     import harness.runner as runner
     from harness.launch import Cluster
@@ -74,12 +74,14 @@ def test_every_node_runs_the_trials_in_node_0s_order(write_scenario, monkeypatch
 
     path = write_scenario("nodes", repeats=3, matrix={"precision": ["fp32", "bf16"], "nnodes": [2],
                                                           "parallel": ["ddp"]})
-    started: list[str] = []
-    monkeypatch.setattr(runner, "run_worker", lambda spec, *args: started.append(spec.name)
-                        or TrialResult(spec.trial_id, "ok"))
+    started: dict[int, list[str]] = {0: [], 1: []}
+    monkeypatch.setattr(runner, "run_worker", lambda spec, workdir, step, cluster:
+                        started[cluster.node_rank].append(spec.name) or TrialResult(spec.trial_id, "ok"))
     loaded = load_scenario(path)
+    store = ResultStore(tmp_path / "r.db")
+    runner.run_scenario(loaded, store, "cpu", progress=Recorder(), cluster=Cluster(2, 0, "h:1"))
     runner.run_scenario(loaded, None, "cpu", progress=Recorder(), cluster=Cluster(2, 1, "h:1"))
-    planned = [spec for spec, _ in runner.plan(loaded, "cpu", Cluster(2, 1, "h:1"))]
-    assert started == [planned[i].name for i in runner.run_order([(s, None) for s in planned], 0)]
-    assert [name.rsplit("#", 1)[1] for name in started] == ["0", "0", "1", "1", "2", "2"]
-    assert started != [spec.name for spec in planned]  # interleaved, not planned order
+    assert started[1] == started[0] and len(started[0]) == 6
+    assert [name.rsplit("#", 1)[1] for name in started[0]] == ["0", "0", "1", "1", "2", "2"]
+    planned = [spec.name for spec, _ in runner.plan(loaded, "cpu", Cluster(2, 1, "h:1"))]
+    assert started[0] != planned  # interleaved, not planned order
