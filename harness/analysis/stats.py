@@ -31,7 +31,8 @@ sweep agreed far better, and Welch on the repeats called 7.8% of A/A pairs regre
 So between runs the unit is the run: each side's geometric mean over its repeats, judged by the
 same t-test against how that figure varies over earlier runs of the scenario on the machine
 (`DriftNoise`: the drift between runs and the jitter of single repeats, apart, so a run with
-fewer quiet repeats than usual counts as the noisier run it is; `log_ratio_between_runs`);
+fewer quiet repeats than usual counts as the noisier run it is, and a run whose own repeats
+spread wider than the earlier runs' is judged by its own spread; `log_ratio_between_runs`);
 until enough earlier runs exist there is no test.
 """
 
@@ -108,6 +109,15 @@ class DriftNoise:
         jitter = self.within**2 * (1 / n_t + 1 / n_b)
         fewer = max(0.0, jitter - 2 * self.within**2 / self.repeats)
         return max(2 * self.run_variance + fewer, jitter)
+
+    def variance_seen(self, log_t: np.ndarray, log_b: np.ndarray) -> float:
+        """`variance_of_difference`, or more where the two runs' own repeats spread wider than
+        the earlier runs' did (a run disturbed by something the busy meter cannot see, such as
+        a host slowing its vCPUs): each side's jitter is then its own, 2·drift² + Σ s²/n."""
+        n_t, n_b = len(log_t), len(log_b)
+        seen = sum(max(self.within**2, float(np.var(side, ddof=1)) if len(side) > 1 else 0.0) / len(side)
+                   for side in (log_t, log_b))
+        return max(self.variance_of_difference(n_t, n_b), 2 * self.drift**2 + seen)
 
     def describe(self) -> str:
         within = f", repeats σ {self.within:.1%}" if self.within_df else ""
@@ -215,7 +225,7 @@ def log_ratio_between_runs(treatment, baseline, *, noise: DriftNoise | None,
                           f"one run a side ({repeats}); {noise.basis}, where it never varied: exact")
         return untested(within.point, f"one run a side ({repeats}): {noise.basis} never varied, "
                                       f"these runs do: no test")
-    se = math.sqrt(noise.variance_of_difference(len(t), len(b)))
+    se = math.sqrt(noise.variance_seen(np.log(t), np.log(b)))
     p_value = 2 * float(stats.t.sf(abs(difference) / se, noise.run_df))
     return _interval(within.point, difference, se, noise.run_df, p_value,
                      f"one run a side ({repeats}), against how a run's figure varies over "

@@ -138,3 +138,23 @@ def test_runs_with_more_repeats_than_the_earlier_ones_raise_no_more_false_alarms
                                         [t["metrics"]["tokens_per_s"] for t in base],
                                         noise=noise).significant
     assert calls / 1000 <= 0.05
+
+
+def test_a_run_disturbed_unseen_is_judged_by_its_own_spread():
+    # the baseline's repeats spread 20% (a host slowing its vCPUs: no busy flag), the earlier
+    # runs' and the candidate's 3%: judged by the earlier runs alone, 21.5% of these A/A
+    # comparisons were called different (2,000 simulated)
+    rng = np.random.default_rng(3)
+    calls = 0
+    for _ in range(500):
+        noise = run_noise(runs_of(rng, 0.03, 0.03, [5] * 4), "tokens_per_s", "x")
+        (base,), (cand,) = runs_of(rng, 0.03, 0.20, [5]), runs_of(rng, 0.03, 0.03, [5])
+        calls += log_ratio_between_runs([t["metrics"]["tokens_per_s"] for t in cand],
+                                        [t["metrics"]["tokens_per_s"] for t in base],
+                                        noise=noise).significant
+    assert calls / 500 <= 0.05
+    noise = DriftNoise(0.02**2, 4, 5, 0.03, 16, "x")
+    wide = np.log([0.8, 1.0, 1.2, 0.9, 1.1])
+    assert noise.variance_seen(wide, np.zeros(5)) == pytest.approx(
+        2 * noise.drift**2 + np.var(wide, ddof=1) / 5 + 0.03**2 / 5)
+    assert noise.variance_seen(np.zeros(5), np.zeros(5)) == noise.variance_of_difference(5, 5)
