@@ -20,7 +20,8 @@ STATUSES = ("ok", "failed", "oom", "timeout", "diverged", "skipped")
 MACHINE_BUSY = "machine-busy"  # other processes took CPU time (or the GPU) during the window
 GPU_THROTTLED = "gpu-throttled"  # thermal or hardware slowdown of the GPU's clocks
 CPU_PEAK_UNDER_LOAD = "cpu-peak-under-load"  # the CPU peak for MFU could not be measured quietly
-WARNING_CODES = (MACHINE_BUSY, GPU_THROTTLED, CPU_PEAK_UNDER_LOAD)
+PEAK_EXCEEDED = "peak-exceeded"  # the trial ran faster than the peak: no MFU against it
+WARNING_CODES = (MACHINE_BUSY, GPU_THROTTLED, CPU_PEAK_UNDER_LOAD, PEAK_EXCEEDED)
 VERDICT_BLOCKING = (MACHINE_BUSY,)
 
 

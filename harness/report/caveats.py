@@ -1,19 +1,20 @@
 """What makes a run's figures doubtful, said at the top of its report: trials measured on a busy
 machine (left out of every comparison), throttled GPUs, a CPU peak that could not be measured
-quietly; and, for every run, how busy the machine was and which peak MFU is against."""
+quietly or that a trial outran; and, for every run, how busy the machine was and which peak MFU is against."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from harness.report import units
-from harness.spec import CPU_PEAK_UNDER_LOAD, GPU_THROTTLED, MACHINE_BUSY
+from harness.spec import CPU_PEAK_UNDER_LOAD, GPU_THROTTLED, MACHINE_BUSY, PEAK_EXCEEDED
 
 CONSEQUENCES = {
     MACHINE_BUSY: "measured on a busy machine: their figures are shown, but left out of every "
                   "comparison, claim and history",
     GPU_THROTTLED: "measured on a throttled GPU (thermal or hardware slowdown)",
     CPU_PEAK_UNDER_LOAD: "without MFU: the CPU peak could not be measured on a quiet machine",
+    PEAK_EXCEEDED: "without MFU: they ran faster than the peak FLOP/s they would be measured against",
 }
 
 

@@ -13,7 +13,7 @@ from harness import peaks
 from harness.hardware import DeviceFacts
 from harness.metrics.memory import local_nbytes
 from harness.models import GPTConfig, model_flops_per_token, recompute_flops_per_token
-from harness.spec import CPU_PEAK_UNDER_LOAD
+from harness.spec import CPU_PEAK_UNDER_LOAD, PEAK_EXCEEDED
 from harness.techniques.checkpointing import recomputed_blocks
 from harness.techniques.optimizers import optimizer_state_bytes
 from harness.techniques.precision import Precision
@@ -51,8 +51,16 @@ def account_flops(out: LoopOutcome, config: GPTConfig, seq_len: int, techniques:
         out.unmeasured.update({"mfu": why, "hfu": why})
         out.warnings.append({"code": CPU_PEAK_UNDER_LOAD, "message": why})
         return
+    hfu = peaks.utilization(hardware_flops, tokens_per_s, peak, devices)
+    if hfu > 1:  # no trial outruns a true peak: this one is not the bound it claims to be
+        why = (f"the trial's {hardware_flops * tokens_per_s / 1e12:.3g} TFLOP/s exceed the "
+               f"{dtype} peak of {peak.tflops:.3g} TFLOP/s ({peak.source}), so that peak is no "
+               "bound here")
+        out.unmeasured.update({"mfu": why, "hfu": why})
+        out.warnings.append({"code": PEAK_EXCEEDED, "message": why})
+        return
     out.metrics["mfu"] = peaks.utilization(model_flops, tokens_per_s, peak, devices)
-    out.metrics["hfu"] = peaks.utilization(hardware_flops, tokens_per_s, peak, devices)
+    out.metrics["hfu"] = hfu
 
 
 def account_memory(out: LoopOutcome, bare_model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from harness.hardware import DeviceFacts
 from harness.metrics.contention import Contention
 from harness.models import resolve_config
 from harness.peaks import PEAK_TABLE, Peak, compute_dtype, datasheet_entry, peak_for, utilization
-from harness.spec import CPU_PEAK_UNDER_LOAD
+from harness.spec import CPU_PEAK_UNDER_LOAD, PEAK_EXCEEDED
 from harness.train.accounting import account_flops
 from harness.train.loop import LoopOutcome
 
@@ -178,8 +179,8 @@ def test_cpu_peak_is_measured_once_then_read_from_the_cache(tmp_path, counted_ti
     assert first.measured and first.quiet and first.dtype == "fp32"
     threads = torch.get_num_threads()
     record, = json.loads(cache_file.read_text()).values()
-    assert first.source == (f"measured: best of {peaks.REPEATS} timed 256x256 matmuls "
-                            f"on this CPU, {threads} threads, {record['measured_at'][:10]}, "
+    assert first.source == (f"measured: best of {peaks.REPEATS} timed 256x256 matmuls each of "
+                            f"torch.mm and F.linear on this CPU, {threads} threads, {record['measured_at'][:10]}, "
                             "others used 0.0% of the CPUs, load average 0.2")
     assert record["tflops"] == first.tflops and record["threads"] == threads
     assert (record["foreign_cpu_share"], record["steal_share"], record["attempts"]) == (0.0, 0.0, 1)
@@ -233,15 +234,19 @@ def test_when_every_attempt_is_busy_the_peak_is_marked_and_nothing_is_cached(tmp
     assert "others used 41.0% of the CPUs" in peak.source  # the least busy attempt's figure
 
 
-def test_a_cache_entry_without_contention_figures_is_measured_again(tmp_path, counted_timing):
+@pytest.mark.parametrize("older", [
+    {},  # no contention figures: maybe measured on a busy machine
+    {"foreign_cpu_share": 0.0, "steal_share": 0.0, "attempts": 1},  # torch.mm alone
+])
+def test_a_cache_entry_of_older_code_is_measured_again(tmp_path, counted_timing, older):
     key = (f"{CPU.name} | torch {torch.__version__} | {torch.get_num_threads()} threads | fp32")
     old = {"tflops": 0.001, "size": 128, "repeats": 8, "threads": torch.get_num_threads(),
-           "seconds": 1.0, "load_avg_1m": 7.5, "measured_at": "2025-01-01T00:00:00+00:00"}
+           "seconds": 1.0, "load_avg_1m": 7.5, "measured_at": "2025-01-01T00:00:00+00:00", **older}
     (tmp_path / peaks.CACHE_FILE).write_text(json.dumps({key: old}))
     peak = cpu_peak("fp32", cache_dir=tmp_path, size=128)
     record = json.loads((tmp_path / peaks.CACHE_FILE).read_text())[key]
     assert len(counted_timing) == 1 and peak.tflops == record["tflops"] != 0.001
-    assert record["foreign_cpu_share"] == 0.0
+    assert record["foreign_cpu_share"] == 0.0 and record["kernels"] == "torch.mm and F.linear"
 
 
 def test_mfu_against_a_peak_measured_under_load_is_unmeasured_with_a_warning(monkeypatch):
@@ -306,3 +311,22 @@ def test_utilization_rejects_zero_devices_and_a_zero_peak():
         utilization(1.0, 1.0, Peak(1.0, "bf16", "t", False), devices=0)
     with pytest.raises(ValueError):
         utilization(1.0, 1.0, Peak(0.0, "bf16", "t", False))
+
+
+def test_a_trial_faster_than_its_peak_gets_no_mfu_and_says_why(monkeypatch):
+    # a peak below what the model achieved is no peak (a timed kernel that missed a fast path)
+    monkeypatch.setattr(peaks, "peak_for", lambda *args, **kwargs: Peak(1e-6, "bf16", "measured: x", True))
+    out = LoopOutcome(metrics={"tokens_per_s": 1000.0})
+    account_flops(out, resolve_config("tiny"), 32, {"checkpointing": "none", "precision": "bf16"}, CPU)
+    assert "mfu" not in out.metrics and "hfu" not in out.metrics
+    assert out.unmeasured["mfu"].endswith("exceed the bf16 peak of 1e-06 TFLOP/s (measured: x), so "
+                                          "that peak is no bound here")
+    assert [w["code"] for w in out.warnings] == [PEAK_EXCEEDED]
+
+
+def test_the_cpu_peak_is_the_faster_of_both_matmul_kernels(monkeypatch):
+    slow_mm = {"torch.mm": lambda a, b: (time.sleep(0.02), torch.mm(a, b))[1],
+               "F.linear": torch.nn.functional.linear}
+    monkeypatch.setattr(peaks, "MATMUL_KERNELS", slow_mm)
+    fast = peaks.time_matmul("fp32", 64, warmup=0, repeats=2)
+    assert fast > 2 * 64**3 / 0.02 / 1e12  # the sleeping kernel never sets the figure
