@@ -237,10 +237,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         files += found
     exports = [(file, read_export(file)) for file in files]  # all checked before any is written
     store = ResultStore(args.results)
-    for file, trials in exports:
-        added = import_trials(store, trials)
-        print(f"{file}: {added.trials_added} trials added ({added.runs_added} new runs), "
-              f"{added.trials_present} already present")
+    lines = []
+    with store.batch():  # every file or none
+        for file, trials in exports:
+            added = import_trials(store, trials, str(file))
+            lines.append(f"{file}: {added.trials_added} trials added ({added.runs_added} new runs), "
+                         f"{added.trials_present} already present")
+    print("\n".join(lines))
     return 0
 
 

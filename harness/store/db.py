@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +76,7 @@ class ResultStore:
         if not create and not self.path.exists():
             raise InputError("no results database here (run a scenario first)", file=str(path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._batch: sqlite3.Connection | None = None
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
             _add_missing_columns(db)
@@ -87,12 +89,34 @@ class ResultStore:
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write inside happens in one transaction: all of it is stored, or, when the
+        block raises, none of it. A batch inside a batch is part of it."""
+        if self._batch is not None:
+            yield
+            return
+        with closing(self._connect()) as db, db:
+            self._batch = db
+            try:
+                yield
+            finally:
+                self._batch = None
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        if self._batch is not None:
+            yield self._batch
+            return
+        with closing(self._connect()) as db, db:
+            yield db
+
     # -- writing ------------------------------------------------------------------------
     def create_run(self, run_id: str, *, scenario: str, description: str, scenario_path: str,
                    scenario_hash: str, overrides: list[str], device: str,
                    baseline: dict[str, Any] | None, planned_trials: int, env: dict[str, Any],
                    started_at: str | None = None) -> None:
-        with closing(self._connect()) as db, db:
+        with self._writing() as db:
             db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, scenario, description, scenario_path, scenario_hash, json.dumps(overrides),
@@ -114,7 +138,7 @@ class ResultStore:
             "harness_version": env.get("harness_version"), "git_commit": env.get("git_commit"),
             "git_dirty": env.get("git_dirty"), "schema_version": result.schema_version,
         }
-        with closing(self._connect()) as db, db:
+        with self._writing() as db:
             db.execute(f"INSERT OR REPLACE INTO trials ({', '.join(row)})"
                        f" VALUES ({', '.join(':' + column for column in row)})", row)
             db.execute("DELETE FROM series WHERE run_id=? AND trial_id=?", (run_id, spec.trial_id))
@@ -124,7 +148,7 @@ class ResultStore:
                  for name, values in result.series.items() for step, value in enumerate(values)])
 
     def finish_run(self, run_id: str, at: str | None = None) -> None:
-        with closing(self._connect()) as db, db:
+        with self._writing() as db:
             db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (at or utc_now(), run_id))
 
     def has_run(self, run_id: str) -> bool:

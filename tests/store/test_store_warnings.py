@@ -115,8 +115,8 @@ def test_a_database_from_before_warnings_opens_and_gains_the_column(tmp_path):
     ("machine-busy", "[0].warnings"),
     ({"code": "machine-busy", "message": "m"}, "[0].warnings"),
     (["machine-busy"], "[0].warnings[0]"),
-    ([{"code": "machine-busy"}], "[0].warnings[0]"),
-    ([{"code": 3, "message": "m"}], "[0].warnings[0]"),
+    ([{"code": "machine-busy"}], "[0].warnings[0].message"),
+    ([{"code": 3, "message": "m"}], "[0].warnings[0].code"),
 ])
 def test_a_malformed_warnings_value_is_a_one_line_input_error(tmp_path, warnings, field):
     export = tmp_path / "bad.json"
@@ -137,4 +137,4 @@ def test_harness_import_of_a_malformed_warnings_value_exits_2(tmp_path, capsys):
     trials[1]["warnings"] = [{"code": "machine-busy", "message": None}]
     export.write_text(json.dumps(trials))
     assert main(["import", str(export), "--results", str(tmp_path / "b.db")]) == 2
-    assert "[1].warnings[0]: a warning is an object with a string code and message" in capsys.readouterr().err
+    assert "[1].warnings[0].message: Input should be a valid string (trial " in capsys.readouterr().err
