@@ -90,7 +90,9 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
             else:
                 result = run_worker(spec, Path(workdir), progress.step, cluster)
                 ran += 1
-            store.save_trial(run_id, position, spec, result, env, loaded.file_hash)
+            if not store.save_trial(run_id, position, spec, result, env, loaded.file_hash):
+                progress.note(f"{spec.name}: the database stayed locked; the trial is kept in "
+                              f"{store.journal} and stored by the next harness command")
             progress.end_trial(spec.name, result)
     store.finish_run(run_id)
     statuses: dict[str, int] = {}

@@ -7,8 +7,11 @@ hash, the harness version, the git state and the environment fingerprint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +24,11 @@ from harness.errors import InputError
 from harness.spec import TrialResult, TrialSpec
 
 DEFAULT_RESULTS = Path("results/harness.db")
+# How long a finished trial waits for a database another process holds locked: SQLite's own
+# busy wait per attempt, and the attempts' total, with backoff between them. Past it the trial
+# goes to the journal beside the database, which the next ResultStore to open it takes in.
+LOCK_TIMEOUT_S = 30.0
+WRITE_PATIENCE_S = 300.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,9 +89,35 @@ class ResultStore:
             db.executescript(SCHEMA)
             _add_missing_columns(db)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.take_in_journal()
+
+    @property
+    def journal(self) -> Path:
+        """Where trials wait that could not be written while the database was locked."""
+        return self.path.with_name(self.path.name + ".journal")
+
+    def take_in_journal(self) -> int:
+        """Store every journalled trial (oldest first) and remove its file; the count stored.
+        A file the store cannot take in yet (still locked) stays for the next time."""
+        if not self.journal.is_dir():
+            return 0
+        taken = 0
+        for entry in sorted(self.journal.glob("*.json")):
+            try:
+                record = json.loads(entry.read_text(encoding="utf-8"))
+                self._insert_trial(record["run_id"], record["position"],
+                                   TrialSpec.from_dict(record["spec"]), TrialResult(**record["result"]),
+                                   record["env"], record["scenario_hash"])
+            except sqlite3.OperationalError as err:
+                if _locked(err):
+                    break
+                raise
+            entry.unlink()
+            taken += 1
+        return taken
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
+        db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")  # readers (a report) never block the sweep
         db.execute("PRAGMA synchronous=NORMAL")
@@ -125,8 +159,41 @@ class ResultStore:
                  json.dumps(env)))
 
     def save_trial(self, run_id: str, position: int, spec: TrialSpec, result: TrialResult,
-                   env: dict[str, Any], scenario_hash: str) -> None:
-        """Insert the trial and its series in one transaction, committed before returning."""
+                   env: dict[str, Any], scenario_hash: str) -> bool:
+        """Insert the trial and its series in one transaction, committed before returning.
+        While another process holds the database locked it retries with backoff for
+        WRITE_PATIENCE_S; then the trial is written to the journal beside the database (taken
+        in by the next ResultStore that opens it) and False is returned: nothing is lost."""
+        if self._batch is not None:
+            self._insert_trial(run_id, position, spec, result, env, scenario_hash)
+            return True
+        deadline, pause = time.monotonic() + WRITE_PATIENCE_S, 0.5
+        while True:
+            try:
+                self._insert_trial(run_id, position, spec, result, env, scenario_hash)
+                return True
+            except sqlite3.OperationalError as err:
+                if not _locked(err):
+                    raise
+            if time.monotonic() + pause > deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+        self._journal_trial(run_id, position, spec, result, env, scenario_hash)
+        return False
+
+    def _journal_trial(self, run_id: str, position: int, spec: TrialSpec, result: TrialResult,
+                       env: dict[str, Any], scenario_hash: str) -> None:
+        self.journal.mkdir(parents=True, exist_ok=True)
+        record = {"run_id": run_id, "position": position, "spec": spec.to_dict(),
+                  "result": dataclasses.asdict(result), "env": env, "scenario_hash": scenario_hash}
+        name = f"{time.time_ns()}-{os.getpid()}-{position}.json"
+        tmp = self.journal / f".{name}.tmp"
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, self.journal / name)  # a reader sees the whole entry or none
+
+    def _insert_trial(self, run_id: str, position: int, spec: TrialSpec, result: TrialResult,
+                      env: dict[str, Any], scenario_hash: str) -> None:
         row = {
             "run_id": run_id, "trial_id": spec.trial_id, "position": position, "name": spec.name,
             "params_json": json.dumps(spec.params), "status": result.status, "reason": result.reason,
@@ -147,9 +214,22 @@ class ResultStore:
                 [(run_id, spec.trial_id, name, step, _finite_or_none(value))
                  for name, values in result.series.items() for step, value in enumerate(values)])
 
-    def finish_run(self, run_id: str, at: str | None = None) -> None:
-        with self._writing() as db:
-            db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (at or utc_now(), run_id))
+    def finish_run(self, run_id: str, at: str | None = None) -> bool:
+        """Mark the run finished; False when the database stayed locked (the mark is only
+        information: the trials are what matters, and they are stored or journalled)."""
+        deadline, pause = time.monotonic() + WRITE_PATIENCE_S, 0.5
+        while True:
+            try:
+                with self._writing() as db:
+                    db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (at or utc_now(), run_id))
+                return True
+            except sqlite3.OperationalError as err:
+                if not _locked(err) or self._batch is not None:
+                    raise
+            if time.monotonic() + pause > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
     def has_run(self, run_id: str) -> bool:
         with closing(self._connect()) as db:
@@ -232,6 +312,10 @@ class ResultStore:
             return [tuple(row) for row in db.execute(
                 "SELECT trial_id, series, step, value FROM series WHERE run_id=?"
                 " ORDER BY trial_id, series, step", (run_id,))]
+
+
+def _locked(err: sqlite3.OperationalError) -> bool:
+    return "locked" in str(err) or "busy" in str(err)
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
