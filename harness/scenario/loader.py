@@ -73,22 +73,48 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Loc, int]]:
     """The document and the 1-based line of every key and list item in it."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        raise InputError(f"invalid YAML: {err.problem or err}", file=filename,
+        raise InputError(f"invalid YAML: {' '.join(str(err.problem or err).split())}", file=filename,
                          line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as err:  # e.g. a control character (ReaderError)
+        raise InputError(f"invalid YAML: {' '.join(str(err).split())}", file=filename) from None
+    except RecursionError:
+        raise InputError(f"invalid YAML: nested deeper than Python can read (limit {MAX_DEPTH})",
+                         file=filename) from None
     lines: dict[Loc, int] = {}
-    if node is not None:
-        _collect_lines(node, (), lines, filename)
+    if node is not None:  # bounded before anything walks the document's data
+        _collect_lines(node, (), lines, filename, [MAX_NODES])
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InputError(f"invalid YAML: {' '.join(str(err).split())}", file=filename) from None
     return data, lines
 
 
-def _collect_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], filename: str) -> None:
+# A scenario, claims or prices file is small: these bound what a hostile one can cost. Aliases
+# count every time they are used, since whatever reads the data walks them every time.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+def _collect_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], filename: str,
+                   budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise InputError(f"the document expands to more than {MAX_NODES:,} values (aliases "
+                         "count each time they are used)", file=filename,
+                         line=node.start_mark.line + 1)
+    if len(loc) > MAX_DEPTH:
+        raise InputError(f"nested more than {MAX_DEPTH} levels deep", file=filename,
+                         line=node.start_mark.line + 1)
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise InputError("a key must be a plain name, not a list or mapping", file=filename,
+                                 line=key_node.start_mark.line + 1)
             key = key_node.value
             if key in seen:  # PyYAML silently keeps the last one; a strict file may not repeat
                 raise InputError(f"duplicate key '{key}'", file=filename,
@@ -96,10 +122,10 @@ def _collect_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], filename: s
                                  field=".".join(map(str, loc + (key,))))
             seen.add(key)
             lines[loc + (key,)] = key_node.start_mark.line + 1
-            _collect_lines(value_node, loc + (key,), lines, filename)
+            _collect_lines(value_node, loc + (key,), lines, filename, budget)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _collect_lines(item, loc + (index,), lines, filename)
+            _collect_lines(item, loc + (index,), lines, filename, budget)
 
 
 def _line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
