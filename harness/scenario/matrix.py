@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
@@ -53,6 +54,11 @@ def check_matrix(loaded: LoadedScenario) -> LoadedScenario:
             if value in matrix[axis]:  # two trials with one trial id
                 _fail(loaded, ("matrix", axis, index), f"value {value!r} is listed twice")
             matrix[axis].append(value)
+    planned = math.prod(len(values) for values in matrix.values()) * scenario.repeats
+    if planned > scenario.max_trials:  # counted before a single combination is built
+        _fail(loaded, ("matrix",) if matrix else ("repeats",),
+              f"the matrix and repeats plan {planned:,} trials, more than max_trials "
+              f"({scenario.max_trials:,}); --set max_trials={planned} if you mean it")
     axes = list(matrix)
     selectors: dict[str, Any] = {}
     for key in ("exclude", "include"):

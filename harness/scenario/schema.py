@@ -211,7 +211,8 @@ KINDS = {"train": None, "inference": "inference", "distill": "distillation", "gr
 
 
 class Scenario(Section):
-    name: str = Field(min_length=1, max_length=120, pattern=r"^[^/\\\x00]+$")
+    # a safe path component: reports go to reports/<name>/
+    name: str = Field(min_length=1, max_length=120, pattern=r"^[^/\\\x00-\x1f]+$")
     description: str = ""
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
@@ -222,11 +223,21 @@ class Scenario(Section):
     distillation: DistillationSection = DistillationSection()
     growth: GrowthSection = GrowthSection()
     repeats: int = Field(1, ge=1)
+    # the most trials (matrix x repeats, counted before anything is built) a scenario may plan:
+    # a few lines of YAML can ask for 10^12; raise it with --set max_trials=N when meant
+    max_trials: int = Field(10_000, ge=1)
     timeout_s: float = Field(900.0, gt=0)  # per trial, worker start-up included
     matrix: dict[str, list[Any]] | None = None
     exclude: list[dict[str, Any]] = []
     include: list[dict[str, Any]] = []
     baseline: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, name: str) -> str:
+        if not name.strip("."):
+            raise PydanticCustomError("dots_name", "a name of only dots is no folder of its own")
+        return name
 
     @model_validator(mode="after")
     def _kind_sections(self) -> "Scenario":
