@@ -6,8 +6,8 @@ entry's source says so. Every figure carries its source as data, printed beside 
 A device the table does not know has no peak, so its trials carry no MFU (never a guess).
 
 A CPU has no datasheet figure worth the name, so its peak is measured: the best of a few
-timed square matmuls (torch.mm and F.linear: they take different kernels), once per machine (CPU model, torch version, thread count, dtype) and
-cached as JSON. "Best of N" is the point: a peak is what the hardware can do, not the median.
+timed square matmuls (torch.mm and F.linear: they take different kernels), once per machine
+(CPU model, torch version, thread count, dtype) and cached as JSON. "Best of N" is the point: a peak is what the hardware can do, not the median.
 It is measured under a ContentionMeter and only a quiet measurement is kept: on a busy machine
 the figure is too low and every MFU against it too high, for as long as the cache lives. A busy
 attempt is retried after a pause; when every attempt was busy the Peak says so (`under_load`)

@@ -37,6 +37,16 @@ def machine_of(env: dict[str, Any]) -> tuple:
             env.get("device_count"))
 
 
+def quiet_logs(trials: list[dict[str, Any]], metric: str) -> dict[str, list[float]]:
+    """The log of `metric` of one run's ok, quiet trials with a positive figure, by combination."""
+    logs: dict[str, list[float]] = {}
+    for trial in trials:
+        value = as_number((trial.get("metrics") or {}).get(metric))
+        if trial["status"] == "ok" and not is_busy(trial) and np.isfinite(value) and value > 0:
+            logs.setdefault(combination_name(trial["name"]), []).append(math.log(value))
+    return logs
+
+
 def repeat_noise(runs: list[list[dict[str, Any]]], metric: str, label: str) -> RunNoise | None:
     """The repeat noise of `metric` over the trials of `runs` (each a run's trial list); None
     when they hold fewer than MIN_DF degrees of freedom or the metric is not timed."""
@@ -44,10 +54,8 @@ def repeat_noise(runs: list[list[dict[str, Any]]], metric: str, label: str) -> R
         return None
     groups: dict[str, list[float]] = {}
     for trials in runs:
-        for trial in trials:
-            value = as_number((trial.get("metrics") or {}).get(metric))
-            if trial["status"] == "ok" and not is_busy(trial) and np.isfinite(value) and value > 0:
-                groups.setdefault(combination_name(trial["name"]), []).append(math.log(value))
+        for name, logs in quiet_logs(trials, metric).items():
+            groups.setdefault(name, []).extend(logs)
     squares = sum(float(np.sum((np.array(v) - np.mean(v)) ** 2)) for v in groups.values())
     df = sum(len(v) - 1 for v in groups.values())
     if df < MIN_DF:
@@ -64,11 +72,7 @@ def run_noise(runs: list[list[dict[str, Any]]], metric: str, label: str) -> Drif
     sizes: dict[str, list[int]] = {}  # combination -> the repeats behind each of those means
     within_squares, within_df, contributing = 0.0, 0, 0
     for trials in runs:
-        per_combination: dict[str, list[float]] = {}
-        for trial in trials:
-            value = as_number((trial.get("metrics") or {}).get(metric))
-            if trial["status"] == "ok" and not is_busy(trial) and np.isfinite(value) and value > 0:
-                per_combination.setdefault(combination_name(trial["name"]), []).append(math.log(value))
+        per_combination = quiet_logs(trials, metric)
         for name, logs in per_combination.items():
             groups.setdefault(name, []).append(float(np.mean(logs)))
             sizes.setdefault(name, []).append(len(logs))

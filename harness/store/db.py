@@ -164,23 +164,28 @@ class ResultStore:
         While another process holds the database locked it retries with backoff for
         WRITE_PATIENCE_S; then the trial is written to the journal beside the database (taken
         in by the next ResultStore that opens it) and False is returned: nothing is lost."""
-        if self._batch is not None:
-            self._insert_trial(run_id, position, spec, result, env, scenario_hash)
+        if self._patiently(lambda: self._insert_trial(run_id, position, spec, result, env,
+                                                      scenario_hash)):
             return True
+        self._journal_trial(run_id, position, spec, result, env, scenario_hash)
+        return False
+
+    def _patiently(self, write) -> bool:
+        """Run `write` (a function); while the database is locked, again with backoff for
+        WRITE_PATIENCE_S. False when it stayed locked. Inside a batch a lock is the batch's
+        error: it is raised, so the whole batch rolls back."""
         deadline, pause = time.monotonic() + WRITE_PATIENCE_S, 0.5
         while True:
             try:
-                self._insert_trial(run_id, position, spec, result, env, scenario_hash)
+                write()
                 return True
             except sqlite3.OperationalError as err:
-                if not _locked(err):
+                if not _locked(err) or self._batch is not None:
                     raise
             if time.monotonic() + pause > deadline:
-                break
+                return False
             time.sleep(pause)
             pause = min(pause * 2, 30.0)
-        self._journal_trial(run_id, position, spec, result, env, scenario_hash)
-        return False
 
     def _journal_trial(self, run_id: str, position: int, spec: TrialSpec, result: TrialResult,
                        env: dict[str, Any], scenario_hash: str) -> None:
@@ -217,19 +222,11 @@ class ResultStore:
     def finish_run(self, run_id: str, at: str | None = None) -> bool:
         """Mark the run finished; False when the database stayed locked (the mark is only
         information: the trials are what matters, and they are stored or journalled)."""
-        deadline, pause = time.monotonic() + WRITE_PATIENCE_S, 0.5
-        while True:
-            try:
-                with self._writing() as db:
-                    db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (at or utc_now(), run_id))
-                return True
-            except sqlite3.OperationalError as err:
-                if not _locked(err) or self._batch is not None:
-                    raise
-            if time.monotonic() + pause > deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 30.0)
+        def mark() -> None:
+            with self._writing() as db:
+                db.execute("UPDATE runs SET finished_at=? WHERE run_id=?", (at or utc_now(), run_id))
+
+        return self._patiently(mark)
 
     def has_run(self, run_id: str) -> bool:
         with closing(self._connect()) as db:

@@ -10,6 +10,7 @@ whole. An import is one transaction and every trial is validated first (harness.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import weakref
@@ -20,7 +21,7 @@ from typing import Any
 from harness.errors import InputError
 from harness.spec import TrialResult, TrialSpec
 from harness.store.db import ResultStore
-from harness.store.validate import same_figures, validate_trial
+from harness.store.validate import validate_trial
 
 REQUIRED_KEYS = ("run_id", "scenario", "trial_id", "params", "status", "spec")
 # what makes two copies of one trial the same trial: every figure and fact it recorded
@@ -111,7 +112,8 @@ def import_trials(store: ResultStore, trials: list[dict[str, Any]], source: str 
 def canonical(trial: dict[str, Any]) -> str:
     """A trial's recorded facts as one string, the same for a stored trial and its export."""
     facts = {key: trial.get(key) for key in COMPARED}
-    facts["series"] = {name: same_figures(list(values))
+    # a series as the store keeps it: NaN as None
+    facts["series"] = {name: [None if isinstance(v, float) and math.isnan(v) else v for v in values]
                        for name, values in (trial.get("series") or {}).items()}
     for key in ("metrics", "unmeasured", "notes"):
         facts[key] = facts[key] or {}

@@ -9,7 +9,6 @@ the key the store writes under.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
@@ -136,9 +135,3 @@ def validate_trial(trial: Any, path: str, index: int) -> dict[str, Any]:
     except RecursionError:
         raise InputError("nested too deeply" + which, file=path, field=f"[{index}]") from None
     return trial
-
-
-def same_figures(values: list[Any]) -> list[Any]:
-    """A series as the store keeps it (NaN as None), for comparing a stored trial with one to
-    import."""
-    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
