@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"harness: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file or folder the command was pointed at: one line naming it
+        if err.filename is None:
+            raise
+        print(f"harness: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("harness: interrupted; finished trials are stored (resume with --resume)", file=sys.stderr)
         return 130
@@ -155,7 +160,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_report
     from harness.store import ResultStore
 
-    store = ResultStore(args.results, create=False)
+    store = ResultStore(args.results, read_only=True)
     run = store.run(args.run_id)
     html, markdown = write_report(store, run.run_id, args.out or default_report_dir(run.scenario))
     print(f"report: {html} and {markdown}")
@@ -165,7 +170,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from harness.store import ResultStore, export_trials
 
-    store = ResultStore(args.results, create=False)
+    store = ResultStore(args.results, read_only=True)
     run = store.run(args.run_id)
     text = export_trials(store.trials(run.run_id, with_series=True), args.format, args.out)
     if text is not None:
@@ -257,7 +262,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from harness.store import ResultStore
 
-    for run in ResultStore(args.results, create=False).runs():
+    for run in ResultStore(args.results, read_only=True).runs():
         state = "finished" if run["finished_at"] else "unfinished"
         print(f"{run['run_id']}  {run['scenario']:<24} {run['device']:<5} "
               f"{run['trials']}/{run['planned_trials']} trials  {run['started_at']}  {state}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from harness.analysis.stats import OTHER_MACHINES
 from harness.analysis.samples import busy_messages, is_busy
 from harness.claims.verdict import hardware_of
 from harness.errors import InputError, did_you_mean
+from harness.files import write_file
 from harness.regression.compare import (
     REGRESSIONS,
     TRIAL_ROW,
@@ -107,12 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print_rich(header, frame, console)
         text = console.export_text()
     if args.out is not None:
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text, encoding="utf-8")
-        except OSError as err:
-            raise InputError(f"cannot write the comparison: {err.strerror or err}",
-                             file=str(args.out), field="--out") from None
+        write_file(args.out, text, field="--out")
     return 1 if regression_count(frame) else 0
 
 
@@ -140,7 +135,7 @@ def resolve(reference: str, results: Path, scenario: str | None) -> Side:
     """A run as the user named it: an existing path first, else a run id in `results`."""
     path = Path(reference)
     if path.exists():
-        store = _open(path)
+        store = open_results(path)
         return _side(store, reference, store.run(scenario=scenario).run_id)
     if not results.exists():
         raise InputError(f"'{reference}' is no file, and there is no results database at "
@@ -158,14 +153,7 @@ def _side(store: ResultStore, source: str, run_id: str) -> Side:
 
 
 def _database(path: Path) -> ResultStore:
-    return _open(path) if path.exists() else ResultStore(path, create=False)
-
-
-def _open(path: Path) -> ResultStore:
-    try:
-        return open_results(path)
-    except sqlite3.DatabaseError as err:  # a file that is not SQLite
-        raise InputError(f"not a results database ({err})", file=str(path)) from None
+    return open_results(path) if path.exists() else ResultStore(path, read_only=True)
 
 
 # -- rendering -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from harness.files import write_file
 from harness.regression.history import MIN_NOISE_RUNS, HistoryAnalysis
 from harness.report import units
 from harness.report.figures import DPI, _palette, _png, _text
@@ -259,14 +260,11 @@ def history_html(analysis: HistoryAnalysis, figures: dict[str, bytes]) -> str:
 
 def write_history(analysis: HistoryAnalysis, out: Path) -> tuple[Path, Path]:
     """DIR/index.html, DIR/history.md and DIR/history-<metric>.png for each metric with data."""
-    out.mkdir(parents=True, exist_ok=True)
     metrics = [m for m in analysis.rules if (analysis.history["metric"] == m).any()]
     figures = {metric: history_png(analysis, metric) for metric in metrics}
     files = {metric: f"history-{metric}.png" for metric in metrics}
     for metric, png in figures.items():
-        (out / files[metric]).write_bytes(png)
-    markdown = out / "history.md"
-    markdown.write_text(history_markdown(analysis, files), encoding="utf-8")
-    html = out / "index.html"
-    html.write_text(history_html(analysis, figures), encoding="utf-8")
+        write_file(out / files[metric], png)
+    markdown = write_file(out / "history.md", history_markdown(analysis, files))
+    html = write_file(out / "index.html", history_html(analysis, figures))
     return html, markdown

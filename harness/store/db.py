@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -21,6 +22,7 @@ from typing import Any
 
 from harness import SCHEMA_VERSION
 from harness.errors import InputError
+from harness.files import file_in_the_way
 from harness.spec import TrialResult, TrialSpec
 
 DEFAULT_RESULTS = Path("results/harness.db")
@@ -79,22 +81,66 @@ def utc_now() -> str:
 
 
 class ResultStore:
-    def __init__(self, path: str | Path = DEFAULT_RESULTS, *, create: bool = True):
+    """The results database at `path`. Read-only (`read_only=True`, what reading commands use)
+    it must exist, is opened with SQLite's mode=ro and is never written; otherwise it is created
+    with its schema when absent. Any SQLite or file-system failure is an InputError naming the
+    path: a folder, a file that is not SQLite, a database of a newer harness, no permission."""
+
+    def __init__(self, path: str | Path = DEFAULT_RESULTS, *, read_only: bool = False):
         self.path = Path(path)
-        if not create and not self.path.exists():
-            raise InputError("no results database here (run a scenario first)", file=str(path))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self._batch: sqlite3.Connection | None = None
-        with closing(self._connect()) as db, db:
-            db.executescript(SCHEMA)
-            _add_missing_columns(db)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        self.take_in_journal()
+        if read_only and not self.path.exists():
+            raise InputError("no results database here (run a scenario first)", file=str(path))
+        if self.path.is_dir():
+            raise InputError("a folder, not a results database file", file=str(path))
+        if self.path.is_file():
+            self._check_existing()
+        if not read_only:
+            if file_in_the_way(self.path):
+                raise InputError(f"cannot make its folder: {file_in_the_way(self.path)} is a file",
+                                 file=str(path))
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise InputError(f"cannot make the folder of the results database: "
+                                 f"{err.strerror or err}", file=str(path)) from None
+            with self._writing() as db:
+                db.executescript(SCHEMA)
+                _add_missing_columns(db)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
+            self.take_in_journal()
+        elif self.waiting_in_journal():
+            print(f"harness: note: {self.waiting_in_journal()} trials wait in {self.journal} "
+                  "(the database was locked); the next command that writes to it takes them in",
+                  file=sys.stderr)
+
+    def _check_existing(self) -> None:
+        """Refuse, before anything is written, a file that is not SQLite, an SQLite database of
+        another application (tables, none of them ours: never add ours to it), and one a newer
+        harness wrote. Read-only, a database must have all of our tables."""
+        with self._reading(read_only=True) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            row = (db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                   if "meta" in tables else None)
+        missing = sorted({"meta", "runs", "trials", "series"} - tables)
+        if (tables and "meta" not in tables) or (missing and self.read_only):
+            listed = f"its tables: {', '.join(sorted(tables)[:5])}" if tables else "no tables"
+            raise InputError(f"an SQLite database, but not a harness results database ({listed})",
+                             file=str(self.path))
+        stored = int(row[0]) if row and str(row[0]).isdigit() else SCHEMA_VERSION
+        if stored > SCHEMA_VERSION:
+            raise InputError(f"written by a newer harness (schema {stored}; this one reads up to "
+                             f"{SCHEMA_VERSION}): upgrade harness to read it", file=str(self.path))
 
     @property
     def journal(self) -> Path:
         """Where trials wait that could not be written while the database was locked."""
         return self.path.with_name(self.path.name + ".journal")
+
+    def waiting_in_journal(self) -> int:
+        return len(list(self.journal.glob("*.json"))) if self.journal.is_dir() else 0
 
     def take_in_journal(self) -> int:
         """Store every journalled trial (oldest first) and remove its file; the count stored.
@@ -103,25 +149,40 @@ class ResultStore:
             return 0
         taken = 0
         for entry in sorted(self.journal.glob("*.json")):
-            try:
-                record = json.loads(entry.read_text(encoding="utf-8"))
-                self._insert_trial(record["run_id"], record["position"],
-                                   TrialSpec.from_dict(record["spec"]), TrialResult(**record["result"]),
-                                   record["env"], record["scenario_hash"])
-            except sqlite3.OperationalError as err:
-                if _locked(err):
-                    break
-                raise
+            record = json.loads(entry.read_text(encoding="utf-8"))
+            written = self._patiently(lambda: self._insert_trial(
+                record["run_id"], record["position"], TrialSpec.from_dict(record["spec"]),
+                TrialResult(**record["result"]), record["env"], record["scenario_hash"]),
+                patience_s=0.0)
+            if not written:
+                break
             entry.unlink()
             taken += 1
         return taken
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S)
+    def _connect(self, read_only: bool | None = None) -> sqlite3.Connection:
+        if self.read_only if read_only is None else read_only:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                 timeout=LOCK_TIMEOUT_S)
+        else:
+            db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S)
+            db.execute("PRAGMA journal_mode=WAL")  # readers (a report) never block the sweep
+            db.execute("PRAGMA synchronous=NORMAL")
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")  # readers (a report) never block the sweep
-        db.execute("PRAGMA synchronous=NORMAL")
         return db
+
+    @contextmanager
+    def _reading(self, read_only: bool | None = None) -> Iterator[sqlite3.Connection]:
+        """A connection (read-only when the store is, or when asked), closed after the block;
+        SQLite's errors become InputErrors naming the path, except `database is locked`, which
+        writers wait out (see _patiently)."""
+        try:
+            with closing(self._connect(read_only)) as db:
+                yield db
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and _locked(err):
+                raise
+            raise InputError(_unusable(err), file=str(self.path)) from None
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -130,7 +191,7 @@ class ResultStore:
         if self._batch is not None:
             yield
             return
-        with closing(self._connect()) as db, db:
+        with self._reading() as db, db:
             self._batch = db
             try:
                 yield
@@ -139,10 +200,12 @@ class ResultStore:
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise InputError("opened read-only: this command does not write", file=str(self.path))
         if self._batch is not None:
             yield self._batch
             return
-        with closing(self._connect()) as db, db:
+        with self._reading() as db, db:
             yield db
 
     # -- writing ------------------------------------------------------------------------
@@ -170,11 +233,12 @@ class ResultStore:
         self._journal_trial(run_id, position, spec, result, env, scenario_hash)
         return False
 
-    def _patiently(self, write) -> bool:
+    def _patiently(self, write, patience_s: float | None = None) -> bool:
         """Run `write` (a function); while the database is locked, again with backoff for
-        WRITE_PATIENCE_S. False when it stayed locked. Inside a batch a lock is the batch's
-        error: it is raised, so the whole batch rolls back."""
-        deadline, pause = time.monotonic() + WRITE_PATIENCE_S, 0.5
+        `patience_s` (WRITE_PATIENCE_S). False when it stayed locked. Inside a batch a lock is
+        the batch's error: it is raised, so the whole batch rolls back."""
+        patience_s = WRITE_PATIENCE_S if patience_s is None else patience_s
+        deadline, pause = time.monotonic() + patience_s, 0.5
         while True:
             try:
                 write()
@@ -229,7 +293,7 @@ class ResultStore:
         return self._patiently(mark)
 
     def has_run(self, run_id: str) -> bool:
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             return db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
 
     # -- reading ------------------------------------------------------------------------
@@ -240,7 +304,7 @@ class ResultStore:
             query, args = query + " WHERE run_id=?", [run_id]
         elif scenario:
             query, args = query + " WHERE scenario=?", [scenario]
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             row = db.execute(query + " ORDER BY started_at DESC, rowid DESC LIMIT 1", args).fetchone()
         if row is None:
             what = f"run '{run_id}'" if run_id else f"run of scenario '{scenario}'" if scenario else "run"
@@ -254,7 +318,7 @@ class ResultStore:
             overrides=json.loads(row["overrides_json"] or "[]"))
 
     def runs(self) -> list[dict[str, Any]]:
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             rows = db.execute(
                 "SELECT r.run_id, r.scenario, r.device, r.started_at, r.finished_at, r.planned_trials,"
                 " COUNT(t.trial_id) AS trials FROM runs r LEFT JOIN trials t USING (run_id)"
@@ -262,13 +326,13 @@ class ResultStore:
         return [dict(row) for row in rows]
 
     def trial_ids(self, run_id: str) -> set[str]:
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             return {row[0] for row in db.execute("SELECT trial_id FROM trials WHERE run_id=?", (run_id,))}
 
     def trials(self, run_id: str, *, with_series: bool = False) -> list[dict[str, Any]]:
         """Every trial of a run, in planned order, in the export's shape: with `run` (the run's
         own facts, so one trial object is self-describing) and, when asked, `series`."""
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             rows = db.execute("SELECT t.*, r.scenario FROM trials t JOIN runs r USING (run_id)"
                               " WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
         run = self.run(run_id)
@@ -283,7 +347,8 @@ class ResultStore:
             "params": json.loads(row["params_json"]), "status": row["status"],
             "reason": row["reason"], "metrics": json.loads(row["metrics_json"]),
             "unmeasured": json.loads(row["unmeasured_json"]), "notes": json.loads(row["notes_json"]),
-            "warnings": json.loads(row["warnings_json"] or "[]"),
+            "warnings": json.loads((row["warnings_json"] if "warnings_json" in row.keys() else None)
+                                   or "[]"),
             "traceback": row["traceback"], "started_at": row["started_at"],
             "finished_at": row["finished_at"], "scenario_hash": row["scenario_hash"],
             "harness_version": row["harness_version"], "git_commit": row["git_commit"],
@@ -305,10 +370,21 @@ class ResultStore:
 
     def series(self, run_id: str) -> list[tuple[str, str, int, float | None]]:
         """(trial_id, series, step, value) rows of a run."""
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             return [tuple(row) for row in db.execute(
                 "SELECT trial_id, series, step, value FROM series WHERE run_id=?"
                 " ORDER BY trial_id, series, step", (run_id,))]
+
+
+def _unusable(err: sqlite3.DatabaseError) -> str:
+    text = str(err)
+    if "not a database" in text:
+        return "not an SQLite database (file is not a database)"
+    if "readonly" in text:
+        return "cannot write the results database: it is read-only (check its permissions)"
+    if "unable to open" in text:
+        return "cannot open the results database (check the path and its permissions)"
+    return f"cannot use the results database: {text}"
 
 
 def _locked(err: sqlite3.OperationalError) -> bool:

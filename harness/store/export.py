@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import InputError
+from harness.files import write_file
 from harness.store.pytest_benchmark import pytest_benchmark_json
 
 FORMATS = ("json", "csv", "parquet", "pytest-benchmark")
@@ -62,8 +63,7 @@ def flat_frame(trials: list[dict[str, Any]]) -> pd.DataFrame:
 def _write_text(text: str, out: Path | None) -> str | None:
     if out is None:
         return text
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_file(out, text, field="--out")
     return None
 
 

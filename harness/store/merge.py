@@ -152,7 +152,7 @@ def open_results(path: str | Path) -> ResultStore:
     elif path.suffix.lower() == ".json":
         files = [path]
     else:
-        return ResultStore(path, create=False)
+        return ResultStore(path, read_only=True)
     folder = tempfile.mkdtemp(prefix="harness-results-")
     store = ResultStore(Path(folder) / "imported.db")
     weakref.finalize(store, shutil.rmtree, folder, ignore_errors=True)

@@ -54,6 +54,20 @@ def test_a_trial_finished_while_the_database_stays_locked_is_journalled_then_tak
     assert list(reopened.journal.glob("*.json")) == []
 
 
+def test_a_reading_command_leaves_the_journal_for_a_writer_and_says_so(tmp_path, impatient, capsys):
+    path = tmp_path / "r.db"
+    store = fresh(path)
+    other = hold_lock(path)
+    assert store.save_trial("run-a", 0, spec("a"), TrialResult("t-a", "ok"), {}, "h") is False
+    other.rollback()
+    other.close()
+    reader = ResultStore(path, read_only=True)
+    assert reader.trials("run-a") == [] and reader.waiting_in_journal() == 1
+    assert capsys.readouterr().err == (f"harness: note: 1 trials wait in {store.journal} (the database "
+                                       "was locked); the next command that writes to it takes them in\n")
+    assert [t["trial_id"] for t in ResultStore(path).trials("run-a")] == ["t-a"]
+
+
 def test_a_lock_released_while_waiting_lets_the_write_through(tmp_path, monkeypatch):
     monkeypatch.setattr(store_db, "LOCK_TIMEOUT_S", 0.05)
     monkeypatch.setattr(store_db, "WRITE_PATIENCE_S", 10.0)

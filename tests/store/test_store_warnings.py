@@ -100,9 +100,9 @@ def test_a_database_from_before_warnings_opens_and_gains_the_column(tmp_path):
                    ("run-0", "old", 0, "old", "{}", "ok", None, '{"tokens_per_s": 2.0}', "{}", "{}",
                     json.dumps(_spec("old").to_dict()), "{}", None, None, None, "h", "0.1.0",
                     "abc", 0, 1))
-    store = ResultStore(path, create=False)
-    old, = store.trials("run-0")
+    old, = ResultStore(path, read_only=True).trials("run-0")  # read as it is: no column added
     assert old["warnings"] == [] and old["metrics"] == {"tokens_per_s": 2.0}
+    store = ResultStore(path)
     store.save_trial("run-0", 1, _spec("new"), TrialResult("new", "ok", warnings=WARNINGS[:1]), {}, "h")
     assert [t["warnings"] for t in store.trials("run-0")] == [[], WARNINGS[:1]]
     ResultStore(path)  # opening it again: the column is there, nothing to add
