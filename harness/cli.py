@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -99,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    before = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _sweep(args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _sweep(args: argparse.Namespace) -> int:
     from harness import hardware, runner
     from harness.progress import SweepProgress
     from harness.scenario import load_scenario
@@ -127,6 +136,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         html, markdown = write_report(store, summary.run_id, out)
         print(f"report: {html} and {markdown}")
     return summary.exit_code
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    # Python's default for SIGTERM (what Slurm, systemd and `kill` send) ends the process on the
+    # spot; as SystemExit the sweep unwinds instead: its worker is stopped, its temporary folder
+    # removed. Trials already finished are stored; --resume runs the rest.
+    print("harness: terminated (SIGTERM); finished trials are stored (resume with --resume)",
+          file=sys.stderr)
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 def cluster_of(args: argparse.Namespace):

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.spec import TrialResult, TrialSpec
+from harness.spec import TrialResult, TrialSpec, utc_now
 from harness.train.trial import uses_process_group
 from harness.train.worker import PROGRESS_PREFIX
 
@@ -49,6 +52,41 @@ class Cluster:
     rdzv_endpoint: str | None = None  # host:port of node 0's rendezvous; needed past one node
 
 
+WORKDIR_PREFIX = "harness-"
+
+
+@contextmanager
+def worker_folder() -> Iterator[Path]:
+    """The sweep's temporary folder for trial specs, results, stderr and compile caches:
+    removed when the sweep ends, however it ends (an exception, Ctrl-C, SIGTERM: see cli).
+    A runner killed outright (SIGKILL) cannot remove its own, so each new one first removes
+    the folders of runners that are no longer alive (the pid is in the name)."""
+    remove_stale_worker_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as folder:
+        yield Path(folder)
+
+
+def remove_stale_worker_folders(root: Path | None = None) -> list[Path]:
+    """Remove `harness-<pid>-*` folders (in the temporary root) whose runner is dead."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to clean
+        return True
+    return True
+
+
 def run_worker(spec: TrialSpec, workdir: Path, progress: Progress = lambda d, t: None,
                cluster: Cluster = Cluster()) -> TrialResult:
     """Run `spec` in a worker process (or its ranks); always returns a TrialResult."""
@@ -59,12 +97,14 @@ def run_worker(spec: TrialSpec, workdir: Path, progress: Progress = lambda d, t:
         stale.unlink(missing_ok=True)
     spec_path.write_text(json.dumps(spec.to_dict()))
     command = worker_command(spec, spec_path, result_path, cluster)
+    started = utc_now()
     exit_ = _run(command, spec.timeout_s, workdir / f"{spec.trial_id}.stderr", progress,
                  _worker_env(workdir / f"{spec.trial_id}.compile-cache"))
+    times = {"started_at": started, "finished_at": utc_now()}  # of a worker that wrote no result
     if exit_.timed_out:
         return TrialResult(spec.trial_id, "timeout",
                            reason=f"no result after {spec.timeout_s:g} s; the worker was killed",
-                           traceback=exit_.stderr_tail or None)
+                           traceback=exit_.stderr_tail or None, **times)
     results = {path: TrialResult.from_json(path.read_text())
                for path in (result_path, *workdir.glob(f"{spec.trial_id}.result.rank*.json"))
                if path.exists()}
@@ -74,7 +114,7 @@ def run_worker(spec: TrialSpec, workdir: Path, progress: Progress = lambda d, t:
     if result_path in results:
         return results[result_path]
     return TrialResult(spec.trial_id, "failed", reason=_describe_exit(exit_.returncode),
-                       traceback=exit_.stderr_tail or None)
+                       traceback=exit_.stderr_tail or None, **times)
 
 
 def worker_command(spec: TrialSpec, spec_path: Path, result_path: Path, cluster: Cluster) -> list[str]:

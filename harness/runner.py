@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import random
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from harness import hardware
 from harness.errors import InputError
-from harness.launch import Cluster, run_worker
+from harness.launch import Cluster, run_worker, worker_folder
 from harness.progress import SweepProgress
 from harness.scenario import LoadedScenario, baseline_of, expand
 from harness.spec import TrialResult, TrialSpec
@@ -79,7 +77,7 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
     todo = [(i, *planned[i]) for i in run_order(planned, loaded.scenario.train.seed)
             if planned[i][0].trial_id not in done]
     ran = 0
-    with progress, tempfile.TemporaryDirectory(prefix="harness-") as workdir:
+    with progress, worker_folder() as workdir:
         progress.start_sweep(len(planned), already_done=len(planned) - len(todo))
         for position, spec, skip_reason in todo:
             progress.start_trial(spec.name, spec.train["steps"])
@@ -88,7 +86,7 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
                 result = TrialResult(spec.trial_id, "skipped", reason=skip_reason,
                                      started_at=now, finished_at=now)
             else:
-                result = run_worker(spec, Path(workdir), progress.step, cluster)
+                result = run_worker(spec, workdir, progress.step, cluster)
                 ran += 1
             if not store.save_trial(run_id, position, spec, result, env, loaded.file_hash):
                 progress.note(f"{spec.name}: the database stayed locked; the trial is kept in "
@@ -106,14 +104,14 @@ def _take_part(planned: list[tuple[TrialSpec, str | None]], cluster: Cluster,
     """A node other than 0: start this node's ranks of every trial that spans it, store nothing."""
     progress = progress or SweepProgress(quiet=True)
     ran = 0
-    with progress, tempfile.TemporaryDirectory(prefix="harness-") as workdir:
+    with progress, worker_folder() as workdir:
         # the same order as node 0's runner, or one trial's ranks would meet another's
         mine = [spec for spec, skip in (planned[i] for i in run_order(planned, seed))
                 if not skip and spec.techniques["nnodes"] > cluster.node_rank]
         progress.start_sweep(len(mine))
         for spec in mine:
             progress.start_trial(spec.name, spec.train["steps"])
-            result = run_worker(spec, Path(workdir), progress.step, cluster)
+            result = run_worker(spec, workdir, progress.step, cluster)
             # rank 0 lives on node 0, so only a failure of this node's ranks is news here
             own_failure = (result.reason or "").startswith("rank ")
             outcome = f"failed: {result.reason}" if own_failure else "done"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from harness import SCHEMA_VERSION
@@ -23,6 +24,11 @@ CPU_PEAK_UNDER_LOAD = "cpu-peak-under-load"  # the CPU peak for MFU could not be
 PEAK_EXCEEDED = "peak-exceeded"  # the trial ran faster than the peak: no MFU against it
 WARNING_CODES = (MACHINE_BUSY, GPU_THROTTLED, CPU_PEAK_UNDER_LOAD, PEAK_EXCEEDED)
 VERDICT_BLOCKING = (MACHINE_BUSY,)
+
+
+def utc_now() -> str:
+    """A trial's and a run's timestamps: UTC, to the second, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,13 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness import SCHEMA_VERSION
 from harness.errors import InputError
 from harness.files import file_in_the_way
-from harness.spec import TrialResult, TrialSpec
+from harness.spec import TrialResult, TrialSpec, utc_now
 
 DEFAULT_RESULTS = Path("results/harness.db")
 # How long a finished trial waits for a database another process holds locked: SQLite's own
@@ -74,10 +73,6 @@ class RunInfo:
     finished_at: str | None
     env: dict[str, Any]
     overrides: list[str] = field(default_factory=list)
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class ResultStore:

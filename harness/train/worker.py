@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 
 from harness.hardware import rank_environment
-from harness.spec import TrialResult, TrialSpec
-from harness.store.db import utc_now
+from harness.spec import TrialResult, TrialSpec, utc_now
 from harness.train.loop import Diverged
 from harness.train.trial import run_trial
 
@@ -46,6 +45,12 @@ def runner_of(kind: str):
     raise ValueError(f"unknown trial kind {kind!r}")
 
 
+# The CPU allocator's out-of-memory is a plain RuntimeError ("[enforce fail at alloc_cpu.cpp]
+# ... DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes"), not
+# torch.OutOfMemoryError as CUDA's is.
+CPU_ALLOCATION_FAILED = "DefaultCPUAllocator: can't allocate memory"
+
+
 def run_and_classify(spec: TrialSpec, progress=lambda done, total: None) -> TrialResult:
     """The trial kind's runner, with every way a trial can end turned into a status."""
     started = utc_now()
@@ -56,6 +61,10 @@ def run_and_classify(spec: TrialSpec, progress=lambda done, total: None) -> Tria
                              series={"loss": err.losses})
     except (torch.OutOfMemoryError, MemoryError) as err:
         result = TrialResult(spec.trial_id, "oom", reason=_one_line(err) or type(err).__name__,
+                             traceback=_tail())
+    except RuntimeError as err:
+        status = "oom" if CPU_ALLOCATION_FAILED in str(err) else "failed"
+        result = TrialResult(spec.trial_id, status, reason=f"{type(err).__name__}: {_one_line(err)}",
                              traceback=_tail())
     except Exception as err:
         result = TrialResult(spec.trial_id, "failed", reason=f"{type(err).__name__}: {_one_line(err)}",

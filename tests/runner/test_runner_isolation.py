@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_every_failure_becomes_a_status_and_the_sweep_goes_on(write_scenario, faulty, tmp_path):
     archs = {
         "raises": "failed", "goes_nan": "diverged", "out_of_memory": "oom",
-        "hangs": "timeout", "killed": "failed",
+        "cpu_out_of_memory": "oom", "hangs": "timeout", "killed": "failed",
     }
     path = write_scenario("faults", timeout_s=12,
                           matrix={"model.arch": [faulty(a) for a in archs] + ["gpt"]})
@@ -26,17 +26,20 @@ def test_every_failure_becomes_a_status_and_the_sweep_goes_on(write_scenario, fa
     trials = store.trials(summary.run_id)
     by_arch = {t["params"]["model.arch"].rpartition(":")[2]: t for t in trials}
     assert {arch: by_arch[arch]["status"] for arch in archs} == archs
-    assert by_arch["gpt"]["status"] == "ok"  # the last trial still ran after five failures
+    assert by_arch["gpt"]["status"] == "ok"  # the last trial still ran after six failures
     assert "injected failure in forward" in by_arch["raises"]["reason"]
     assert "RuntimeError" in by_arch["raises"]["traceback"]
     assert "SIGKILL" in by_arch["killed"]["reason"]
     assert "12 s" in by_arch["hangs"]["reason"]
     assert "out of memory" in by_arch["out_of_memory"]["reason"]
+    assert "DefaultCPUAllocator: can't allocate memory" in by_arch["cpu_out_of_memory"]["reason"]
+    for trial in trials:  # a worker that never wrote a result (timed out, killed) has its times too
+        assert trial["started_at"] and trial["finished_at"] >= trial["started_at"], trial["name"]
     # diverged at the 3rd forward (step index 2): the loss history ends with the NaN
     losses = [value for (trial, name, _, value) in store.series(summary.run_id)
               if name == "loss" and trial == by_arch["goes_nan"]["trial_id"]]
     assert len(losses) == 3 and losses[-1] is None
-    assert summary.statuses == {"failed": 2, "diverged": 1, "oom": 1, "timeout": 1, "ok": 1}
+    assert summary.statuses == {"failed": 2, "diverged": 1, "oom": 2, "timeout": 1, "ok": 1}
     assert summary.exit_code == 0
 
 
