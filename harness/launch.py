@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.processes import pid_alive
 from harness.spec import TrialResult, TrialSpec, utc_now
 from harness.train.trial import uses_process_group
 from harness.train.worker import PROGRESS_PREFIX
@@ -71,20 +72,10 @@ def remove_stale_worker_folders(root: Path | None = None) -> list[Path]:
     removed = []
     for folder in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
         pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive, and not ours to clean
-        return True
-    return True
 
 
 def run_worker(spec: TrialSpec, workdir: Path, progress: Progress = lambda d, t: None,

@@ -23,6 +23,7 @@ from harness.progress import SweepProgress
 from harness.scenario import LoadedScenario, baseline_of, expand
 from harness.spec import TrialResult, TrialSpec
 from harness.store import ResultStore, utc_now
+from harness.store.lease import run_lease
 from harness.techniques.capabilities import unsupported_reason
 
 
@@ -64,20 +65,21 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
     env = hardware.fingerprint(device)
     if resume:
         run_id = _resumable_run(store, loaded)
-        done = store.trial_ids(run_id)
     else:
         run_id = new_run_id()
-        done = set()
         scenario = loaded.scenario
         store.create_run(run_id, scenario=scenario.name, description=scenario.description,
                          scenario_path=loaded.path, scenario_hash=loaded.file_hash,
                          overrides=list(loaded.overrides), device=device,
                          baseline=baseline_of(scenario), planned_trials=len(planned), env=env)
     progress = progress or SweepProgress(quiet=True)
-    todo = [(i, *planned[i]) for i in run_order(planned, loaded.scenario.train.seed)
-            if planned[i][0].trial_id not in done]
+    # a holder is dead once it missed two trials' worth of heartbeats (it renews after each)
+    stale_after_s = 2 * max((spec.timeout_s for spec, _ in planned), default=0) + 60
     ran = 0
-    with progress, worker_folder() as workdir:
+    with run_lease(store, run_id, stale_after_s) as renew, progress, worker_folder() as workdir:
+        done = store.trial_ids(run_id)  # read once the run is ours: nobody adds to it now
+        todo = [(i, *planned[i]) for i in run_order(planned, loaded.scenario.train.seed)
+                if planned[i][0].trial_id not in done]
         progress.start_sweep(len(planned), already_done=len(planned) - len(todo))
         for position, spec, skip_reason in todo:
             progress.start_trial(spec.name, spec.train["steps"])
@@ -92,6 +94,7 @@ def run_scenario(loaded: LoadedScenario, store: ResultStore | None, device: str,
                 progress.note(f"{spec.name}: the database stayed locked; the trial is kept in "
                               f"{store.journal} and stored by the next harness command")
             progress.end_trial(spec.name, result)
+            renew()
     store.finish_run(run_id)
     statuses: dict[str, int] = {}
     for trial in store.trials(run_id):

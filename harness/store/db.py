@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS trials (
     git_commit TEXT, git_dirty INTEGER, schema_version INTEGER NOT NULL, warnings_json TEXT,
     PRIMARY KEY (run_id, trial_id)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL,
+    renewed REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS series (
     run_id TEXT NOT NULL, trial_id TEXT NOT NULL, series TEXT NOT NULL,
     step INTEGER NOT NULL, value REAL,
@@ -170,12 +174,13 @@ class ResultStore:
     def _reading(self, read_only: bool | None = None) -> Iterator[sqlite3.Connection]:
         """A connection (read-only when the store is, or when asked), closed after the block;
         SQLite's errors become InputErrors naming the path, except `database is locked`, which
-        writers wait out (see _patiently)."""
+        writers wait out (see _patiently), and a constraint, which is the caller's to handle."""
         try:
             with closing(self._connect(read_only)) as db:
                 yield db
         except sqlite3.DatabaseError as err:
-            if isinstance(err, sqlite3.OperationalError) and _locked(err):
+            if isinstance(err, sqlite3.IntegrityError) or (
+                    isinstance(err, sqlite3.OperationalError) and _locked(err)):
                 raise
             raise InputError(_unusable(err), file=str(self.path)) from None
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
-from contextlib import closing
 
 import psutil
 import pytest
+
+from hanging_sweep import start_hanging_sweep, stored_trials
 
 from harness.launch import remove_stale_worker_folders
 
@@ -34,14 +33,6 @@ def test_folders_of_dead_runners_are_removed_and_no_other(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (alive, *others))
 
 
-def stored_trials(db) -> int:
-    try:
-        with closing(sqlite3.connect(db)) as conn:
-            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
-
-
 @pytest.mark.slow
 def test_sigterm_mid_trial_stops_the_worker_removes_the_folder_and_keeps_what_finished(
         tmp_path, write_scenario, faulty):
@@ -49,18 +40,8 @@ def test_sigterm_mid_trial_stops_the_worker_removes_the_folder_and_keeps_what_fi
     temp.mkdir()
     path = write_scenario("term", timeout_s=300, matrix={"model.arch": ["gpt", faulty("hangs")]})
     db = tmp_path / "r.db"
-    runner = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--results", str(db),
-                               "-q", "--no-report", "--device", "cpu"], stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "TMPDIR": str(temp)})
-    deadline = time.monotonic() + 120
-    while stored_trials(db) < 1 and runner.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    workers = []
-    while not workers and time.monotonic() < deadline:  # the hanging trial's worker has started
-        workers = [p for p in psutil.Process(runner.pid).children(recursive=True)
-                   if "harness.train.worker" in " ".join(p.cmdline())]
-        time.sleep(0.2)
-    assert workers and list(temp.glob("harness-*"))
+    runner, workers = start_hanging_sweep(path, db, temp)
+    assert list(temp.glob("harness-*"))
     runner.send_signal(signal.SIGTERM)
     _, err = runner.communicate(timeout=60)
     assert runner.returncode == 128 + signal.SIGTERM, err
