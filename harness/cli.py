@@ -13,6 +13,7 @@ from harness.errors import InputError
 from harness.procure.arguments import add_arguments as add_procure_arguments
 from harness.regression.arguments import add_compare_arguments, add_history_arguments
 from harness.store import DEFAULT_RESULTS, FORMATS
+from harness.text import rich_text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -216,13 +217,13 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    shown = RichTable(title=f"{len(results)} claims against {args.results}", show_lines=True)
+    shown = RichTable(title=rich_text(f"{len(results)} claims against {args.results}"), show_lines=True)
     for header in ("claim", "verdict", "measured (95% interval)", "claimed", "hardware", "why"):
         shown.add_column(header, overflow="fold")
     for row in table.rows:
         claim, verdict, measured, claimed, _, hardware, why, _ = row
-        shown.add_row(claim, f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]" if verdict in
-                      VERDICT_STYLE else verdict, measured, claimed, hardware, why)
+        shown.add_row(rich_text(claim), rich_text(verdict, VERDICT_STYLE.get(verdict, "")),
+                      *map(rich_text, (measured, claimed, hardware, why)))
     Console(width=max(Console().width, 140)).print(shown)
     return 0
 
@@ -291,7 +292,7 @@ def print_plan(planned, scenario: str, device: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{scenario}: {len(planned)} trials on {device}")
+    table = Table(title=rich_text(f"{scenario}: {len(planned)} trials on {device}"))
     for column in ("#", "trial", "name", "model", "global batch (micro x accum x ranks)", "steps", "plan"):
         table.add_column(column)
     for index, (spec, skip) in enumerate(planned):
@@ -299,8 +300,8 @@ def print_plan(planned, scenario: str, device: str) -> None:
         shape = f"{model['flavour']} L{model['n_layer']} d{model['d_model']} h{model['n_head']}"
         micro, accum, ranks = spec.train["micro_batch_size"], t["grad_accum"], t["world_size"] * t["nnodes"]
         batch = f"{micro * accum * ranks} ({micro} x {accum} x {ranks})"
-        table.add_row(str(index), spec.trial_id, spec.name, shape, batch, str(spec.train["steps"]),
-                      f"skip: {skip}" if skip else "run")
+        table.add_row(*map(rich_text, (index, spec.trial_id, spec.name, shape, batch,
+                                       spec.train["steps"], f"skip: {skip}" if skip else "run")))
     Console(width=160).print(table)
 
 

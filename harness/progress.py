@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.spec import TrialResult
+from harness.text import printable
 
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "diverged": "magenta"}
 
@@ -29,7 +30,7 @@ class SweepProgress:
 
     def __enter__(self) -> SweepProgress:
         if not self.quiet:
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+            self._bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
                                  transient=False)
             self._bar.__enter__()
@@ -49,7 +50,7 @@ class SweepProgress:
 
     def start_trial(self, name: str, steps: int) -> None:
         if self._bar is not None:
-            self._bar.update(self._steps, description=f"  {name}", completed=0, total=steps,
+            self._bar.update(self._steps, description=f"  {printable(name)}", completed=0, total=steps,
                              visible=True)
 
     def step(self, done: int, total: int) -> None:
@@ -69,7 +70,7 @@ class SweepProgress:
             self._bar.advance(self._trials)
             self._bar.update(self._steps, visible=False)
             style = STATUS_STYLE.get(status, "red")
-            self._bar.console.print(summary, style=style, markup=False, highlight=False)
+            self._bar.console.print(printable(summary), style=style, markup=False, highlight=False)
         else:
             self._print(summary)
 
@@ -78,6 +79,6 @@ class SweepProgress:
 
     def _print(self, text: str) -> None:
         if self._bar is not None:
-            self._bar.console.print(text, markup=False, highlight=False)
+            self._bar.console.print(printable(text), markup=False, highlight=False)
         else:
-            print(text, file=sys.stderr, flush=True)
+            print(printable(text), file=sys.stderr, flush=True)

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from harness.procure.compare import Row, ResultsSource
+from harness.procure.compare import ResultsSource, Row
 from harness.procure.prices import J_PER_KWH, LoadedPrices, describe
 from harness.procure.projection import Projection
 from harness.procure.targets import Target
 from harness.report import units
+from harness.text import rich_text
 
 
 @dataclass
@@ -189,16 +189,16 @@ def to_markdown(table: TextTable) -> str:
 
 
 def print_rich(table: TextTable, console: Console) -> None:
-    rich_table = Table(title=Text(table.title))
+    rich_table = Table(title=rich_text(table.title))
     for column in table.frame.columns:
-        rich_table.add_column(Text(column), overflow="fold")
+        rich_table.add_column(rich_text(column), overflow="fold")
     for _, row in table.frame.iterrows():
-        rich_table.add_row(*(Text(str(cell)) for cell in row))
+        rich_table.add_row(*(rich_text(str(cell)) for cell in row))
     console.print(rich_table)
     for line in table.footnotes:
-        console.print(Text(line))
+        console.print(rich_text(line))
     if table.assumptions:
-        console.print(Text("Assumptions:"))
+        console.print(rich_text("Assumptions:"))
         for line in table.assumptions:
-            console.print(Text(f"- {line}"))
+            console.print(rich_text(f"- {line}"))
     console.print()

@@ -25,11 +25,10 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from harness.analysis.noise import machine_of, noise_for_run
-from harness.analysis.stats import OTHER_MACHINES
 from harness.analysis.samples import busy_messages, is_busy
+from harness.analysis.stats import OTHER_MACHINES
 from harness.claims.verdict import hardware_of
 from harness.errors import InputError, did_you_mean
 from harness.files import write_file
@@ -46,6 +45,7 @@ from harness.regression.rules import rules_with
 from harness.report import units
 from harness.report.markdown import escape_markdown
 from harness.store import ResultStore, RunInfo, open_results
+from harness.text import rich_text
 
 HOW_TO_READ = ("baseline and candidate are geometric means over each run's repeats (per-step "
                "times are never samples); ratio = candidate / baseline with its 95% interval; "
@@ -257,15 +257,15 @@ def to_markdown(header: list[str], frame: pd.DataFrame) -> str:
 
 def print_rich(header: list[str], frame: pd.DataFrame, console: Console) -> None:
     regressions = regression_count(frame)
-    console.print(Text(header[0], style="bold red" if regressions else "bold green"))
+    console.print(rich_text(header[0], style="bold red" if regressions else "bold green"))
     for line in header[1:]:
-        console.print(Text(f"  {line}"))
+        console.print(rich_text(f"  {line}"))
     table = Table()
     for column in TABLE_HEADERS:
-        table.add_column(Text(column), overflow="fold")
+        table.add_column(rich_text(column), overflow="fold")
     for row in cells(frame).itertuples(index=False):
         style = STYLES.get(row.status, "")
-        table.add_row(*(Text(str(cell), style=style if column == "status" else "")
+        table.add_row(*(rich_text(str(cell), style=style if column == "status" else "")
                         for column, cell in zip(TABLE_HEADERS, row)))
     console.print(table)
-    console.print(Text(HOW_TO_READ, style="dim"))
+    console.print(rich_text(HOW_TO_READ, style="dim"))

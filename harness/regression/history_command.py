@@ -85,9 +85,9 @@ def print_tables(analysis: HistoryAnalysis) -> None:
 
 
 def _plain(cell: str):
-    from rich.text import Text
+    from harness.text import rich_text
 
-    return Text(cell)
+    return rich_text(cell)
 
 
 def _sections(analysis: HistoryAnalysis) -> list[tuple[str, Table]]:

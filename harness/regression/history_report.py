@@ -24,6 +24,7 @@ from harness.report import units
 from harness.report.figures import DPI, _palette, _png, _text
 from harness.report.markdown import escape_markdown, table_markdown
 from harness.report.tables import Table
+from harness.text import printable_if_text
 
 REGRESSION = "#C0392B"
 CHANGE = "#555555"
@@ -212,7 +213,8 @@ def history_markdown(analysis: HistoryAnalysis, figure_files: dict[str, str]) ->
     return "\n".join(out)
 
 
-_ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                   finalize=printable_if_text)
 _TEMPLATE = _ENV.from_string("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from harness.report import units
+from harness.text import printable
 
 BAR = "#4C72B0"
 BASELINE = "#DD8452"
@@ -159,8 +160,8 @@ def _say(ax, message: str) -> None:
 
 
 def _text(name: str) -> str:
-    # a "$" in a trial name would switch matplotlib to mathtext
-    return str(name).replace("$", r"\$")
+    # a "$" in a trial name would switch matplotlib to mathtext; control characters have no glyph
+    return printable(name).replace("$", r"\$")
 
 
 def _png(fig: Figure) -> bytes:

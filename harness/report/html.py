@@ -10,10 +10,11 @@ from markupsafe import Markup
 
 from harness.report.content import ReportContent
 from harness.report.html_template import STYLE, TABLE_MACRO, TEMPLATE
+from harness.text import printable_if_text
 
 # autoescape=True for every expression: names, reasons and params come from users' files
 _ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
-                   lstrip_blocks=True)
+                   lstrip_blocks=True, finalize=printable_if_text)
 _TEMPLATE = _ENV.from_string(TABLE_MACRO + TEMPLATE)
 
 

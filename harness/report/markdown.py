@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 from harness.report.tables import Table
+from harness.text import printable
 
 if TYPE_CHECKING:  # the content pipeline is heavy; escaping and tables are not
     from harness.report.content import ReportContent
@@ -25,7 +26,7 @@ _UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 def escape_markdown(text: object) -> str:
     """Markdown-safe inline text: one line, no tags, no emphasis, no table breaks."""
-    value = "".join(_ENTITIES.get(ch, ch) for ch in str(text))
+    value = "".join(_ENTITIES.get(ch, ch) for ch in printable(text))
     value = _PUNCTUATION.sub(r"\\\1", value)
     value = _UNDERSCORE.sub(r"\\_", value)
     return " ".join(value.split())
