@@ -26,7 +26,8 @@ ZeRO-3 all-gather parameters collectively).
 """
 
 from harness.parallel.base import ParallelContext, Parallelized, Strategy
-from harness.parallel.registry import parallel_unsupported_reason, resolve_strategy
+from harness.parallel.registry import (Unsupported, check_strategy_name, parallel_unsupported_reason,
+                                      plugin_unsupported_reason, resolve_strategy)
 
-__all__ = ["ParallelContext", "Parallelized", "Strategy", "parallel_unsupported_reason",
-           "resolve_strategy"]
+__all__ = ["ParallelContext", "Parallelized", "Strategy", "Unsupported", "check_strategy_name",
+           "parallel_unsupported_reason", "plugin_unsupported_reason", "resolve_strategy"]

@@ -48,8 +48,9 @@ class Parallelized:
 class Strategy(Protocol):
     """A way to spread one training step over the trial's ranks.
 
-    `unsupported_reason` runs in the runner, before any process starts (no process group, no
-    model): it names why this trial cannot run on this hardware, or returns None.
+    `unsupported_reason` names why this trial cannot run on this hardware, or returns None: a
+    built-in's runs in the runner before any process starts, a plug-in's in the worker before
+    the model is built (the runner never builds a plug-in).
     `parallelize` runs in every rank, on the model after checkpointing and compile (torchtitan's
     order), and must leave every rank's copy ready for the same step.
     """

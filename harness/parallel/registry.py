@@ -1,12 +1,15 @@
 """Finding a strategy by the name a scenario gives in `techniques.parallel`.
 
     none | ddp | fsdp | zero1 | zero2 | zero3     the built-ins
-    package.module:attr                           a plug-in on the import path
-    /path/to/file.py:attr                         a plug-in in a file (absolute path)
+    package.module:Class                          a plug-in on the import path
+    /path/to/file.py:Class                        a plug-in in a file (absolute path)
     any other name                                an entry point of group `harness.parallel`
 
-`attr` is a Strategy class (built with no arguments), a Strategy instance, or a function with
-no arguments returning one. tests/fixtures/example_strategy.py is the worked example.
+A plug-in names a Strategy class. The runner only imports it (to check the name while
+validating, and to skip a trial whose plug-in cannot be imported here); the class is built,
+with no arguments, in the worker, which also asks its `unsupported_reason` (a `skipped`
+trial). So planning a sweep never runs a plug-in's code beyond its module's import.
+tests/fixtures/example_strategy.py is the worked example.
 """
 
 from __future__ import annotations
@@ -37,49 +40,95 @@ FORMS = (f"built-ins: {', '.join(BUILTINS)}; or 'package.module:attr', '/path/fi
          f"or an entry point in group '{ENTRY_POINT_GROUP}'")
 
 
+class NotAStrategy(ValueError):
+    """A name that cannot mean a strategy anywhere: no such form, file or attribute, or an
+    object that is not a Strategy class. A validate-time error, unlike a plug-in whose import
+    fails (a dependency the machine lacks), which skips its trials."""
+
+
+class Unsupported(Exception):
+    """Raised in the worker when a plug-in's `unsupported_reason` names one: the trial is
+    `skipped` with it."""
+
+
 def resolve_strategy(name: str) -> Strategy:
-    """The strategy `name` stands for. Raises ValueError (one line) for a name that is none
-    of the forms above or a plug-in that cannot be loaded, TypeError for a plug-in whose
-    object is not a Strategy."""
+    """The strategy `name` stands for, built: the worker's call (the runner's for built-ins
+    only). Raises NotAStrategy or ValueError (one line), as strategy_class does."""
     if name in BUILTINS:
         return BUILTINS[name]()
+    return strategy_class(name)()
+
+
+def strategy_class(name: str) -> type:
+    """The plug-in class `name` stands for, imported, not built. NotAStrategy for a name that
+    is none of the forms above or an object that is not a Strategy class; ValueError for a
+    module that cannot be imported here."""
     location, sep, attribute = name.rpartition(":")
     if sep and location and attribute:
-        return _as_strategy(load_attribute(location, attribute, f"parallel strategy {name!r}"), name)
+        try:
+            return _as_class(load_attribute(location, attribute, f"parallel strategy {name!r}"), name)
+        except ValueError as err:
+            if "cannot import" in str(err) or "cannot be imported" in str(err):
+                raise
+            raise NotAStrategy(str(err)) from None
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
         try:
             loaded = entry.load()
         except Exception as err:
             raise ValueError(f"parallel strategy {name!r}: entry point {entry.value!r} "
                              f"cannot be imported: {type(err).__name__}: {err}") from err
-        return _as_strategy(loaded, name)
-    raise ValueError(f"unknown parallel strategy {name!r}; {FORMS}")
+        return _as_class(loaded, name)
+    raise NotAStrategy(f"unknown parallel strategy {name!r}; {FORMS}")
+
+
+def check_strategy_name(name: str) -> str | None:
+    """Why `name` can never be a strategy (validate's check), or None. Imports a plug-in's
+    module; a module that cannot be imported here is left to the plan (a skip reason)."""
+    if name in BUILTINS:
+        return None
+    try:
+        strategy_class(name)
+    except NotAStrategy as err:
+        return str(err)
+    except ValueError:
+        return None
+    return None
 
 
 def parallel_unsupported_reason(techniques: Techniques, facts: DeviceFacts) -> str | None:
-    """Why the trial's strategy cannot run here, or None. A plug-in that cannot even be loaded
-    is a reason too (the trial is skipped with it), not a crash of the sweep."""
-    try:
-        strategy = resolve_strategy(techniques["parallel"])
-    except (ValueError, TypeError) as err:
-        return str(err)
-    try:
-        return strategy.unsupported_reason(techniques, facts)
-    except Exception as err:  # a plug-in's bug costs its own trials, not the sweep
-        return (f"parallel strategy {strategy.name!r}: unsupported_reason failed: "
-                f"{type(err).__name__}: {err}")
-
-
-def _as_strategy(obj: Any, name: str) -> Strategy:
-    """A Strategy from what the plug-in names: the instance itself, or what calling the class
-    or factory returns."""
-    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Strategy)):
+    """Why the trial's strategy cannot run here, or None: a built-in's own answer; for a
+    plug-in, only that it cannot be imported here (the worker asks the plug-in itself)."""
+    name = techniques["parallel"]
+    if name not in BUILTINS:
         try:
-            obj = obj()
-        except TypeError as err:
-            raise TypeError(f"parallel strategy {name!r}: cannot be built without arguments: "
-                            f"{err}") from err
-    if not isinstance(obj, Strategy):
-        raise TypeError(f"parallel strategy {name!r} gave a {type(obj).__name__}, which lacks "
-                        "the Strategy protocol (name, unsupported_reason, parallelize)")
+            strategy_class(name)
+        except ValueError as err:
+            return str(err)
+        return None
+    return BUILTINS[name]().unsupported_reason(techniques, facts)
+
+
+def plugin_unsupported_reason(strategy: Strategy, techniques: Techniques, facts: DeviceFacts) -> None:
+    """In the worker: raise Unsupported with a plug-in's reason not to run this trial here."""
+    try:
+        reason = strategy.unsupported_reason(techniques, facts)
+    except Exception as err:  # a plug-in's bug costs its own trials, not the sweep
+        reason = (f"parallel strategy {strategy.name!r}: unsupported_reason failed: "
+                  f"{type(err).__name__}: {err}")
+    if reason:
+        raise Unsupported(reason)
+
+
+def _as_class(obj: Any, name: str) -> type:
+    """The plug-in's object, which must be a class with the Strategy protocol's members."""
+    missing = [member for member in ("name", "unsupported_reason", "parallelize")
+               if not hasattr(obj, member)] if isinstance(obj, type) else None
+    if missing is None:
+        raise NotAStrategy(f"parallel strategy {name!r} names a {type(obj).__name__}, not a class: "
+                           "a plug-in names its Strategy class, which the worker builds with no "
+                           "arguments")
+    if missing:
+        raise NotAStrategy(f"parallel strategy {name!r}: class {obj.__name__} lacks "
+                           f"{', '.join(missing)} of the Strategy protocol (name, "
+                           "unsupported_reason, parallelize)")
     return obj

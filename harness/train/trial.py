@@ -25,7 +25,8 @@ from harness.metrics.contention import merge_rank_warnings, worst_over_ranks
 from harness.metrics.energy import merge_over_ranks
 from harness.metrics.memory import global_numel
 from harness.models import GPTConfig, build_model, flops_parameter_count
-from harness.parallel import ParallelContext, resolve_strategy
+from harness.parallel import ParallelContext, plugin_unsupported_reason, resolve_strategy
+from harness.parallel.registry import BUILTINS
 from harness.spec import TrialResult, TrialSpec
 from harness.techniques import apply_techniques
 from harness.techniques.optimizers import make_optimizer
@@ -92,6 +93,9 @@ def _train(spec: TrialSpec, env: RankEnvironment, device: torch.device, progress
            prepare: Prepare | None, prior_steps: int) -> TrialResult:
     train, data, techniques = spec.train, spec.data, spec.techniques
     world = env.world_size
+    strategy = resolve_strategy(techniques["parallel"])  # a plug-in is built here, never in the runner
+    if techniques["parallel"] not in BUILTINS:
+        plugin_unsupported_reason(strategy, techniques, device_facts(device.type))
     torch.manual_seed(train["seed"])  # the same initial weights on every rank
     batch, accum = train["micro_batch_size"], techniques["grad_accum"]
     splits = load_splits(
@@ -112,7 +116,6 @@ def _train(spec: TrialSpec, env: RankEnvironment, device: torch.device, progress
     if recipe.initialize is not None:
         recipe.initialize(bare_model)
     model, precision = apply_techniques(bare_model, techniques, device)
-    strategy = resolve_strategy(techniques["parallel"])
     parallel = strategy.parallelize(
         model, {**techniques, "grad_clip": train["grad_clip"], "micro_batch_size": batch}, precision,
         lambda m: make_optimizer(m, techniques["optimizer"], train["lr"], train["weight_decay"]),

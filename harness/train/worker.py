@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from harness.hardware import rank_environment
+from harness.parallel import Unsupported
 from harness.spec import TrialResult, TrialSpec, utc_now
 from harness.train.loop import Diverged
 from harness.train.trial import run_trial
@@ -56,6 +57,8 @@ def run_and_classify(spec: TrialSpec, progress=lambda done, total: None) -> Tria
     started = utc_now()
     try:
         result = runner_of(spec.kind)(spec, progress)
+    except Unsupported as err:  # a plug-in strategy's own reason not to run here
+        result = TrialResult(spec.trial_id, "skipped", reason=str(err))
     except Diverged as err:
         result = TrialResult(spec.trial_id, "diverged", reason=str(err),
                              series={"loss": err.losses})

@@ -4,6 +4,7 @@ with DDP's, in test_parallel_ddp_fsdp); every way a plug-in can be wrong is one 
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import torch
 from parallel_ranks import EXAMPLE
 
 from harness.hardware import device_facts
-from harness.parallel import Strategy, parallel_unsupported_reason, resolve_strategy
+from harness.parallel import (Strategy, Unsupported, check_strategy_name, parallel_unsupported_reason,
+                              plugin_unsupported_reason, resolve_strategy)
+from harness.parallel.registry import NotAStrategy
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -47,7 +50,14 @@ PLUGIN = textwrap.dedent("""
     INSTANCE = Minimal()
 
     def factory():
+        import os
+        os.environ["BUILT"] = "a factory ran"
         return Minimal()
+
+    class Incomplete:
+        name = "incomplete"
+        def unsupported_reason(self, techniques, facts):
+            return None
 
     NOT_A_STRATEGY = 42
 """)
@@ -60,11 +70,37 @@ def plugin_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("attribute", ["Minimal", "INSTANCE", "factory"])
-def test_a_plugin_may_name_a_class_an_instance_or_a_factory(plugin_file, attribute):
-    strategy = resolve_strategy(f"{plugin_file}:{attribute}")
+def test_a_plugin_names_a_class_which_only_the_worker_builds(plugin_file):
+    strategy = resolve_strategy(f"{plugin_file}:Minimal")  # the worker's call
     assert strategy.name == "minimal"
     assert strategy.unsupported_reason({}, device_facts("cpu")) == "minimal: only a test"
+    with pytest.raises(Unsupported, match="^minimal: only a test$"):
+        plugin_unsupported_reason(strategy, {}, device_facts("cpu"))
+    # planning imports the plug-in but builds nothing, so its own reason waits for the worker
+    assert check_strategy_name(f"{plugin_file}:Minimal") is None
+    assert parallel_unsupported_reason({"parallel": f"{plugin_file}:Minimal"}, device_facts("cpu")) is None
+
+
+@pytest.mark.parametrize("attribute, message", [
+    ("INSTANCE", "names a Minimal, not a class"),
+    ("factory", "names a function, not a class"),
+    ("NOT_A_STRATEGY", "names a int, not a class"),
+    ("Incomplete", "class Incomplete lacks parallelize"),
+    ("Missing", "has no attribute 'Missing'"),
+])
+def test_anything_but_a_strategy_class_is_refused_without_calling_it(plugin_file, attribute, message):
+    name = f"{plugin_file}:{attribute}"
+    assert message in check_strategy_name(name) and "\n" not in check_strategy_name(name)
+    with pytest.raises(NotAStrategy, match=message):
+        resolve_strategy(name)
+    assert "BUILT" not in os.environ  # the factory was never called
+
+
+def test_sys_exit_is_no_strategy_and_is_never_called():
+    assert check_strategy_name("sys:exit") == ("parallel strategy 'sys:exit' names a "
+                                               "builtin_function_or_method, not a class: a plug-in "
+                                               "names its Strategy class, which the worker builds "
+                                               "with no arguments")
 
 
 def test_a_plugin_registered_as_an_entry_point_resolves_by_its_name(tmp_path, monkeypatch):
@@ -92,16 +128,22 @@ def test_a_name_that_leads_nowhere_is_a_one_line_value_error(name, message):
     assert "\n" not in str(raised.value)
 
 
-def test_a_missing_attribute_and_a_non_strategy_are_named(plugin_file):
-    with pytest.raises(ValueError, match="has no attribute 'Missing'"):
-        resolve_strategy(f"{plugin_file}:Missing")
-    with pytest.raises(TypeError, match="gave a int, which lacks the Strategy protocol"):
-        resolve_strategy(f"{plugin_file}:NOT_A_STRATEGY")
-
-
 def test_a_plugin_that_fails_to_import_is_a_skip_reason_not_a_crash(tmp_path):
     broken = tmp_path / "needs_yafsdp.py"
     broken.write_text("import yafsdp_is_not_installed\n")
     reason = parallel_unsupported_reason({"parallel": f"{broken}:YaFSDP"}, device_facts("cpu"))
     assert "needs_yafsdp.py cannot be imported" in reason
     assert "No module named 'yafsdp_is_not_installed'" in reason
+
+
+@pytest.mark.slow
+def test_a_plugins_own_reason_skips_its_trial_from_the_worker(plugin_file, write_scenario, tmp_path):
+    from harness.runner import plan, run_scenario
+    from harness.scenario import load_scenario
+    from harness.store import ResultStore
+
+    loaded = load_scenario(write_scenario("plug", techniques={"parallel": f"{plugin_file}:Minimal"}))
+    assert [skip for _, skip in plan(loaded, "cpu")] == [None]  # the runner does not ask it
+    store = ResultStore(tmp_path / "r.db")
+    trial, = store.trials(run_scenario(loaded, store, "cpu").run_id)
+    assert (trial["status"], trial["reason"]) == ("skipped", "minimal: only a test")
