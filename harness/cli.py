@@ -114,7 +114,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from harness.scenario import load_scenario
     from harness.store import ResultStore
 
-    loaded = load_scenario(args.scenario, args.overrides)
+    loaded = load_scenario(args.scenario, args.overrides, device=args.device)
     device = hardware.resolve_device(args.device)
     cluster = cluster_of(args)
     if args.dry_run:

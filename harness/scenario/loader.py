@@ -31,7 +31,10 @@ class LoadedScenario:
         return _line_of(self.lines, loc)
 
 
-def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedScenario:
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                  device: str = "auto") -> LoadedScenario:
+    """The scenario at `path`, checked whole: also that its trials fit this machine when they
+    run on `device` (auto, cpu or cuda; auto means CUDA where there is one)."""
     path = Path(path)
     text, data, lines = read_yaml_mapping(path, "a scenario is a mapping of keys (name, model, data, train, ...)")
     for item in overrides:
@@ -47,7 +50,7 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     loaded = LoadedScenario(scenario, str(path), digest.hexdigest(), tuple(overrides), lines)
     from harness.scenario.matrix import check_matrix  # matrix imports this module's types
 
-    return check_matrix(loaded)  # the same scenario, matrix values coerced to their fields' types
+    return check_matrix(loaded, device)  # the same scenario, matrix values coerced to their fields' types
 
 
 def read_yaml_mapping(path: Path, expected: str, field: str | None = None
@@ -55,15 +58,17 @@ def read_yaml_mapping(path: Path, expected: str, field: str | None = None
     """A YAML file's text, its top-level mapping and the line of every key; `expected` is
     the error when the document is not a mapping; `field` names the option that gave the path."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError("no such file", file=str(path), field=field) from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as err:
+    except (IsADirectoryError, PermissionError) as err:
         raise InputError(f"cannot read: {err.__class__.__name__}", file=str(path)) from None
     try:
-        data, lines = parse_yaml(text, str(path))
-    except ValueError as err:  # PyYAML's own date parser: an unquoted 2024-02-30
-        raise InputError(f"invalid YAML: {err}", file=str(path)) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text: byte 0x{raw[err.start]:02x} ({err.reason})",
+                         file=str(path), line=raw.count(b"\n", 0, err.start) + 1) from None
+    data, lines = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise InputError(expected, file=str(path), line=1)
     return text, data, lines
@@ -77,7 +82,12 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Loc, int]]:
         mark = err.problem_mark or err.context_mark
         raise InputError(f"invalid YAML: {' '.join(str(err.problem or err).split())}", file=filename,
                          line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as err:  # e.g. a control character (ReaderError)
+    except yaml.reader.ReaderError as err:  # a control character: its offset, not a mark
+        character = f"#x{err.character:04x}" if isinstance(err.character, int) else repr(err.character)
+        raise InputError(f"invalid YAML: unacceptable character {character}: {err.reason}",
+                         file=filename,
+                         line=text.count("\n", 0, err.position) + 1) from None
+    except yaml.YAMLError as err:
         raise InputError(f"invalid YAML: {' '.join(str(err).split())}", file=filename) from None
     except RecursionError:
         raise InputError(f"invalid YAML: nested deeper than Python can read (limit {MAX_DEPTH})",
@@ -89,7 +99,27 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, dict[Loc, int]]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise InputError(f"invalid YAML: {' '.join(str(err).split())}", file=filename) from None
+    except ValueError as err:  # PyYAML's own date parser: an unquoted 2024-02-30
+        raise InputError(f"invalid YAML: {err}", file=filename,
+                         line=_line_of_bad_date(node)) from None
     return data, lines
+
+
+def _line_of_bad_date(node: yaml.Node | None) -> int | None:
+    """The line of the first scalar PyYAML reads as a date but cannot construct."""
+    pending = [node] if node is not None else []
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, yaml.ScalarNode) and item.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                yaml.SafeLoader("").construct_yaml_timestamp(item)
+            except ValueError:
+                return item.start_mark.line + 1
+        elif isinstance(item, yaml.SequenceNode):
+            pending.extend(item.value)
+        elif isinstance(item, yaml.MappingNode):
+            pending.extend(part for pair in item.value for part in pair)
+    return None
 
 
 # A scenario, claims or prices file is small: these bound what a hostile one can cost. Aliases
@@ -197,7 +227,7 @@ def validation_error(err: ValidationError, filename: str, lines: dict[Loc, int],
     first = err.errors(include_url=False)[0]
     loc: Loc = tuple(first["loc"])
     ctx = first.get("ctx") or {}
-    if first["type"] == "unknown_key":
+    if first["type"] in ("unknown_key", "bool_for_number"):  # raised for the section, about a key
         loc = loc + (ctx["key"],)
     if first["type"] == "section_without_kind":
         loc = (ctx["section"],)

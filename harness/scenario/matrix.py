@@ -29,9 +29,10 @@ class UnbuildableTrial(ValueError):
         self.field = field
 
 
-def check_matrix(loaded: LoadedScenario) -> LoadedScenario:
+def check_matrix(loaded: LoadedScenario, device: str = "auto") -> LoadedScenario:
     """Raise InputError for an unknown axis, a bad or repeated value, a selector that matches
-    nothing, or a combination whose resolved model cannot be built. Returns `loaded` with every
+    nothing, a combination whose resolved model cannot be built, or one that cannot run on
+    this machine when trials run on `device` (feasibility.py). Returns `loaded` with every
     matrix, selector and baseline value coerced to its field's type (YAML reads `1e-3` as a
     string; pydantic accepts it as a float, and so must the trials)."""
     scenario = loaded.scenario
@@ -81,13 +82,35 @@ def check_matrix(loaded: LoadedScenario) -> LoadedScenario:
             hint = (f" after --set {', --set '.join(shaping)}"
                     " (--set baseline= compares against the first trial)") if shaping else ""
             _fail(loaded, ("baseline",), "the baseline matches no trial of the matrix" + hint)
+    resolved = []
     for combination in combinations:
         try:
-            resolve_sections(scenario, combination)
+            resolved.append((combination, resolve_sections(scenario, combination)))
         except UnbuildableTrial as err:
-            loc = _loc_of_problem(scenario, combination, err.field)
-            _fail(loaded, loc, f"{err} (in trial {trial_name(combination) or 'default'})")
+            _fail_in_trial(loaded, combination, err.field, str(err))
+    _check_feasible(loaded, resolved, device)
     return loaded
+
+
+def _check_feasible(loaded: LoadedScenario, resolved: list[tuple[Combination, dict]],
+                    device: str) -> None:
+    """What this machine cannot give the trials: memory, ranks, a plug-in's file."""
+    from harness.scenario import feasibility
+
+    machine = feasibility.this_machine()
+    for combination, sections in resolved:
+        problem = feasibility.trial_problem(loaded.scenario, combination, sections, machine, device)
+        if problem is not None:
+            _fail_in_trial(loaded, combination, problem.field, problem.message)
+    ranks = feasibility.ranks_problem(loaded.scenario, [s for _, s in resolved], machine, device)
+    if ranks is not None:
+        _fail(loaded, ranks.loc, ranks.message)
+
+
+def _fail_in_trial(loaded: LoadedScenario, combination: Combination, field: str,
+                   message: str) -> NoReturn:
+    loc = _loc_of_problem(loaded.scenario, combination, field)
+    _fail(loaded, loc, f"{message} (in trial {trial_name(combination) or 'default'})")
 
 
 def expand_combinations(scenario: Scenario) -> list[Combination]:

@@ -7,12 +7,14 @@ A scenario fixes a model, a data source and a training recipe, then sweeps techn
 from __future__ import annotations
 
 import re
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from harness.errors import did_you_mean
+from harness.scenario.arch import arch_form_problem
 
 
 class Section(BaseModel):
@@ -25,12 +27,22 @@ class Section(BaseModel):
     def _reject_unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
             known = set(cls.model_fields)
-            for key in data:
+            for key, value in data.items():
                 if key not in known:
                     raise PydanticCustomError(
                         "unknown_key", "unknown key '{key}'{hint}",
                         {"key": str(key), "hint": did_you_mean(key, known)})
+                # pydantic reads true as 1: `n_layer: true` would train a one-layer model
+                if isinstance(value, bool) and _is_number(cls.model_fields[key].annotation):
+                    raise PydanticCustomError("bool_for_number", "expected a number, got {value}",
+                                              {"key": str(key), "value": str(value).lower()})
         return data
+
+
+def _is_number(annotation: Any) -> bool:
+    """Whether a field holds an int or a float (or None)."""
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    return bool(kinds & {int, float}) and kinds <= {int, float, type(None)}
 
 
 class ModelFields(Section):
@@ -59,6 +71,15 @@ class ModelSection(ModelFields):
 
     arch: str = "gpt"
     preset: str | None = "tiny"
+
+    @field_validator("arch")
+    @classmethod
+    def _arch_form(cls, arch: str) -> str:
+        # the forms harness.models.build_model and harness.plugins accept at run time
+        problem = arch_form_problem(arch)
+        if problem:
+            raise PydanticCustomError("arch_form", "{problem}", {"problem": problem})
+        return arch
 
 
 class DataSection(Section):
@@ -91,7 +112,7 @@ class TrainSection(Section):
     lr: float = Field(3.0e-4, gt=0)
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**64 - 1)  # what numpy's SeedSequence and torch.manual_seed take
     eval_batches: int = Field(4, ge=1)
     # sequences per optimizer step over all ranks; when set, micro_batch_size is derived as
     # global_batch_size / (ranks x grad_accum), so strategies and world sizes compare at the
@@ -212,7 +233,7 @@ KINDS = {"train": None, "inference": "inference", "distill": "distillation", "gr
 
 class Scenario(Section):
     # a safe path component: reports go to reports/<name>/
-    name: str = Field(min_length=1, max_length=120, pattern=r"^[^/\\\x00-\x1f]+$")
+    name: str = Field(min_length=1, max_length=120)
     description: str = ""
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
@@ -234,9 +255,13 @@ class Scenario(Section):
 
     @field_validator("name")
     @classmethod
-    def _not_dots(cls, name: str) -> str:
+    def _safe_folder_name(cls, name: str) -> str:
         if not name.strip("."):
             raise PydanticCustomError("dots_name", "a name of only dots is no folder of its own")
+        bad = sorted({repr(ch) for ch in name if ch in "/\\" or ord(ch) < 32 or ord(ch) == 127})
+        if bad:
+            raise PydanticCustomError("unsafe_name", "the name is a folder name (reports/<name>/): "
+                                      "no {bad}", {"bad": ", ".join(bad)})
         return name
 
     @model_validator(mode="after")

@@ -87,7 +87,7 @@ def test_a_date_must_be_a_calendar_month_or_day(tmp_path, bad):
 def test_an_unquoted_impossible_date_is_one_line_not_a_traceback(tmp_path):
     # PyYAML itself turns an unquoted 2024-02-30 into a date and fails
     path = write(tmp_path, PRICES_YAML.replace("date: 2024-10", "date: 2024-02-30"))
-    assert error_of(path) == f"{path}: invalid YAML: day is out of range for month"
+    assert error_of(path) == f"{path}:12: invalid YAML: day is out of range for month"
 
 
 def test_a_price_must_be_positive_and_pue_at_least_one(tmp_path):
