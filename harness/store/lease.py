@@ -47,7 +47,8 @@ def run_lease(store: ResultStore, run_id: str, stale_after_s: float, field: str 
     holder = me()
     _take(store, run_id, holder, stale_after_s, field)
     try:
-        yield lambda: _renew(store, run_id, holder)
+        last = [holder.renewed]
+        yield lambda: _renew(store, run_id, holder, last)
     finally:
         _release(store, run_id, holder)
 
@@ -87,13 +88,22 @@ def _alive(holder: Holder, stale_after_s: float) -> bool:
     return time.time() - holder.renewed < stale_after_s
 
 
-def _renew(store: ResultStore, run_id: str, holder: Holder) -> None:
+HEARTBEAT_S = 60.0  # at most one heartbeat a minute: a sweep of 1-second trials writes little
+
+
+def _renew(store: ResultStore, run_id: str, holder: Holder, last: list[float]) -> None:
+    if time.time() - last[0] < HEARTBEAT_S:
+        return
+
     def beat() -> None:
         with store._writing() as db:
             db.execute("UPDATE leases SET renewed=? WHERE run_id=? AND pid=? AND host=?",
                        (time.time(), run_id, holder.pid, holder.host))
 
-    store._patiently(beat, patience_s=5.0)  # a locked database only delays the heartbeat
+    # one try: a database another process holds locked costs a beat, not the sweep's time
+    # (a holder is dead only after two trials' timeouts without one)
+    if store._patiently(beat, patience_s=0.0):
+        last[0] = time.time()
 
 
 def _release(store: ResultStore, run_id: str, holder: Holder) -> None:
@@ -103,6 +113,6 @@ def _release(store: ResultStore, run_id: str, holder: Holder) -> None:
                        (run_id, holder.pid, holder.host))
 
     try:
-        store._patiently(release, patience_s=30.0)
+        store._patiently(release, patience_s=0.0)
     except (InputError, sqlite3.Error):  # a lease left behind is recognised as dead later
         pass

@@ -16,6 +16,7 @@ from hanging_sweep import start_hanging_sweep, stored_trials
 from harness.cli import main
 from harness.errors import InputError
 from harness.store import ResultStore
+from harness.store import lease
 from harness.store.lease import holder_of, run_lease
 
 
@@ -49,7 +50,8 @@ def test_a_run_held_by_a_live_runner_on_this_host_is_refused_naming_it(store, li
     assert holder_of(store, "run-a").pid == live_pid  # the holder keeps it
 
 
-def test_a_dead_holders_lease_is_taken_over_and_released_at_the_end(store):
+def test_a_dead_holders_lease_is_taken_over_and_released_at_the_end(store, monkeypatch):
+    monkeypatch.setattr(lease, "HEARTBEAT_S", 0.0)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lease_row(store, "run-a", socket.gethostname(), dead.pid, time.time())  # fresh beat: pid decides
@@ -92,3 +94,13 @@ def test_resume_while_the_run_is_still_being_swept_is_one_line_exit_2_and_runs_n
         runner.communicate(timeout=60)
     run, = ResultStore(db, read_only=True).runs()
     assert holder_of(ResultStore(db, read_only=True), run["run_id"]) is None  # released on SIGTERM
+
+
+def test_the_heartbeat_is_written_at_most_once_a_minute(store, monkeypatch):
+    with run_lease(store, "run-a", stale_after_s=60) as renew:
+        taken = holder_of(store, "run-a").renewed
+        renew()
+        assert holder_of(store, "run-a").renewed == taken  # too soon: nothing written
+        monkeypatch.setattr(lease.time, "time", lambda: taken + lease.HEARTBEAT_S + 1)
+        renew()
+        assert holder_of(store, "run-a").renewed == taken + lease.HEARTBEAT_S + 1
