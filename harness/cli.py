@@ -13,7 +13,7 @@ from harness.errors import InputError
 from harness.procure.arguments import add_arguments as add_procure_arguments
 from harness.regression.arguments import add_compare_arguments, add_history_arguments
 from harness.store import DEFAULT_RESULTS, FORMATS
-from harness.text import rich_text
+from harness.text import printable, rich_text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,7 +118,8 @@ def _sweep(args: argparse.Namespace) -> int:
     device = hardware.resolve_device(args.device)
     cluster = cluster_of(args)
     if args.dry_run:
-        print_plan(runner.plan(loaded, device, cluster), loaded.scenario.name, device)
+        print_plan(runner.iter_plan(loaded, device, cluster), planned_count(loaded),
+                   loaded.scenario.name, device)
         return 0
     if cluster.node_rank > 0:
         summary = runner.run_scenario(loaded, None, device, progress=SweepProgress(quiet=args.quiet),
@@ -288,21 +289,45 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_plan(planned, scenario: str, device: str) -> None:
+PLAN_TABLE_ROWS = 200  # a larger plan streams one tab-separated line per trial
+
+
+def planned_count(loaded) -> int:
+    from harness.scenario import expand_combinations
+
+    return len(expand_combinations(loaded.scenario)) * loaded.scenario.repeats
+
+
+def print_plan(planned, count: int, scenario: str, device: str) -> None:
+    """The plan as a table; past PLAN_TABLE_ROWS trials as lines printed while the plan is
+    built, so 100,000 planned trials never sit in memory (or in a table) at once."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=rich_text(f"{scenario}: {len(planned)} trials on {device}"))
-    for column in ("#", "trial", "name", "model", "global batch (micro x accum x ranks)", "steps", "plan"):
+    title = f"{scenario}: {count} trials on {device}"
+    columns = ("#", "trial", "name", "model", "global batch (micro x accum x ranks)", "steps", "plan")
+    rows = (_plan_row(index, spec, skip) for index, (spec, skip) in enumerate(planned))
+    if count > PLAN_TABLE_ROWS:
+        print(printable(title))
+        print("\t".join(columns))
+        for row in rows:
+            print(printable("\t".join(row)))
+        return
+    table = Table(title=rich_text(title))
+    for column in columns:
         table.add_column(column)
-    for index, (spec, skip) in enumerate(planned):
-        model, t = spec.model, spec.techniques
-        shape = f"{model['flavour']} L{model['n_layer']} d{model['d_model']} h{model['n_head']}"
-        micro, accum, ranks = spec.train["micro_batch_size"], t["grad_accum"], t["world_size"] * t["nnodes"]
-        batch = f"{micro * accum * ranks} ({micro} x {accum} x {ranks})"
-        table.add_row(*map(rich_text, (index, spec.trial_id, spec.name, shape, batch,
-                                       spec.train["steps"], f"skip: {skip}" if skip else "run")))
+    for row in rows:
+        table.add_row(*map(rich_text, row))
     Console(width=160).print(table)
+
+
+def _plan_row(index: int, spec, skip: str | None) -> tuple[str, ...]:
+    model, t = spec.model, spec.techniques
+    shape = f"{model['flavour']} L{model['n_layer']} d{model['d_model']} h{model['n_head']}"
+    micro, accum, ranks = spec.train["micro_batch_size"], t["grad_accum"], t["world_size"] * t["nnodes"]
+    batch = f"{micro * accum * ranks} ({micro} x {accum} x {ranks})"
+    return (str(index), spec.trial_id, spec.name, shape, batch, str(spec.train["steps"]),
+            f"skip: {skip}" if skip else "run")
 
 
 def default_report_dir(scenario: str) -> Path:

@@ -12,6 +12,7 @@ Trials are stored at their planned position, so reports list them in planned ord
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from harness import hardware
 from harness.errors import InputError
 from harness.launch import Cluster, run_worker, worker_folder
 from harness.progress import SweepProgress
-from harness.scenario import LoadedScenario, baseline_of, expand
+from harness.scenario import LoadedScenario, baseline_of, iter_expand
 from harness.spec import TrialResult, TrialSpec
 from harness.store import ResultStore, utc_now
 from harness.store.lease import run_lease
@@ -42,8 +43,15 @@ class RunSummary:
 
 def plan(loaded: LoadedScenario, device: str, cluster: Cluster = Cluster()) -> list[tuple[TrialSpec, str | None]]:
     """Every trial, with the reason it will be skipped (None when it will run)."""
+    return list(iter_plan(loaded, device, cluster))
+
+
+def iter_plan(loaded: LoadedScenario, device: str, cluster: Cluster = Cluster()
+              ) -> Iterator[tuple[TrialSpec, str | None]]:
+    """The plan one trial at a time, in planned order."""
     facts = hardware.device_facts(device)
-    return [(spec, _skip_reason(spec, facts, cluster)) for spec in expand(loaded, device)]
+    for spec in iter_expand(loaded, device):
+        yield spec, _skip_reason(spec, facts, cluster)
 
 
 def _skip_reason(spec: TrialSpec, facts: hardware.DeviceFacts, cluster: Cluster) -> str | None:

@@ -73,13 +73,13 @@ class RanksProblem(NamedTuple):
     loc: Loc
 
 
-def ranks_problem(scenario: Scenario, resolved: list[Sections], machine: Machine,
+def ranks_problem(scenario: Scenario, world_sizes: list[int], machine: Machine,
                   device: str) -> RanksProblem | None:
-    """Why no trial can place its ranks on this node, or None when at least one can. Only
+    """Why no trial (their `world_sizes`, ranks per node) can place its ranks on this node, or
+    None when at least one can. Only
     `world_size` ranks (per node) run here, whatever `nnodes` is. A trial asking for more
     GPUs than the node has is skipped when the sweep runs, with the reason, so a matrix that
     sweeps past them (scenarios/multi_gpu.yaml) stays valid as long as one trial fits."""
-    world_sizes = [sections["techniques"]["world_size"] for sections in resolved]
     smallest = min(world_sizes, default=1)
     if runs_on_cuda(machine, device):
         have = f"{machine.cuda_devices} CUDA device{'s' * (machine.cuda_devices != 1)}"

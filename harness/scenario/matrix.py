@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
@@ -82,27 +83,28 @@ def check_matrix(loaded: LoadedScenario, device: str = "auto") -> LoadedScenario
             hint = (f" after --set {', --set '.join(shaping)}"
                     " (--set baseline= compares against the first trial)") if shaping else ""
             _fail(loaded, ("baseline",), "the baseline matches no trial of the matrix" + hint)
-    resolved = []
-    for combination in combinations:
-        try:
-            resolved.append((combination, resolve_sections(scenario, combination)))
-        except UnbuildableTrial as err:
-            _fail_in_trial(loaded, combination, err.field, str(err))
-    _check_feasible(loaded, resolved, device)
+    _check_trials(loaded, combinations, device)
     return loaded
 
 
-def _check_feasible(loaded: LoadedScenario, resolved: list[tuple[Combination, dict]],
-                    device: str) -> None:
-    """What this machine cannot give the trials: memory, ranks, a plug-in's file."""
+def _check_trials(loaded: LoadedScenario, combinations: list[Combination], device: str) -> None:
+    """Every combination resolved (a model that cannot be built), then what this machine
+    cannot give it (feasibility.py: memory, ranks, a plug-in); one at a time, so a large
+    matrix's resolved sections never sit in memory together."""
     from harness.scenario import feasibility
 
     machine = feasibility.this_machine()
-    for combination, sections in resolved:
+    world_sizes = []
+    for combination in combinations:
+        try:
+            sections = resolve_sections(loaded.scenario, combination)
+        except UnbuildableTrial as err:
+            _fail_in_trial(loaded, combination, err.field, str(err))
         problem = feasibility.trial_problem(loaded.scenario, combination, sections, machine, device)
         if problem is not None:
             _fail_in_trial(loaded, combination, problem.field, problem.message)
-    ranks = feasibility.ranks_problem(loaded.scenario, [s for _, s in resolved], machine, device)
+        world_sizes.append(sections["techniques"]["world_size"])
+    ranks = feasibility.ranks_problem(loaded.scenario, world_sizes, machine, device)
     if ranks is not None:
         _fail(loaded, ranks.loc, ranks.message)
 
@@ -127,8 +129,12 @@ def expand_combinations(scenario: Scenario) -> list[Combination]:
 
 
 def expand(loaded: LoadedScenario, device: str) -> list[TrialSpec]:
+    return list(iter_expand(loaded, device))
+
+
+def iter_expand(loaded: LoadedScenario, device: str) -> Iterator[TrialSpec]:
+    """The trial specs one by one, in planned order (a large matrix's --dry-run streams)."""
     scenario = loaded.scenario
-    specs = []
     for combination in expand_combinations(scenario):
         sections = resolve_sections(scenario, combination)
         kind_settings = {section: sections.pop(section) for section in KINDS.values() if section}
@@ -138,11 +144,10 @@ def expand(loaded: LoadedScenario, device: str) -> list[TrialSpec]:
             name = trial_name(combination) or "default"
             if scenario.repeats > 1:
                 name += f" #{repeat}"
-            specs.append(TrialSpec(
+            yield TrialSpec(
                 scenario=scenario.name, trial_id=trial_id(params), name=name, params=params,
                 device=device, timeout_s=scenario.timeout_s, kind=scenario.kind,
-                kind_settings=settings, **sections))
-    return specs
+                kind_settings=settings, **sections)
 
 
 def resolve_sections(scenario: Scenario, combination: Combination) -> dict[str, dict[str, Any]]:

@@ -47,3 +47,28 @@ def test_a_name_that_is_no_safe_folder_is_refused(write_scenario, capsys, name, 
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"harness: error: {path}:1: name: {why}"
+
+
+def test_a_large_dry_run_streams_a_line_per_trial_while_the_plan_is_built(write_scenario, monkeypatch):
+    import contextlib
+    import io
+
+    from harness import cli, runner
+
+    path = write_scenario("wide", matrix={"train.seed": list(range(cli.PLAN_TABLE_ROWS + 50))})
+    out, lines_seen = io.StringIO(), []
+    real = runner.iter_plan
+
+    def watched(*args, **kwargs):
+        for item in real(*args, **kwargs):
+            lines_seen.append(out.getvalue().count("\n"))  # what was printed before this trial
+            yield item
+
+    monkeypatch.setattr(runner, "iter_plan", watched)
+    with contextlib.redirect_stdout(out):
+        assert main(["run", str(path), "--dry-run", "--device", "cpu"]) == 0
+    lines = out.getvalue().splitlines()
+    count = cli.PLAN_TABLE_ROWS + 50
+    assert lines[0] == f"wide: {count} trials on cpu" and lines[1].split("\t")[:3] == ["#", "trial", "name"]
+    assert len(lines) == count + 2 and lines[-1].split("\t")[2] == f"train.seed={count - 1}"
+    assert lines_seen == list(range(2, count + 2))  # trial k is built after k lines are out
