@@ -344,16 +344,15 @@ class ResultStore:
         trials = [{
             "schema_version": row["schema_version"], "run_id": row["run_id"],
             "scenario": row["scenario"], "trial_id": row["trial_id"], "name": row["name"],
-            "params": json.loads(row["params_json"]), "status": row["status"],
-            "reason": row["reason"], "metrics": json.loads(row["metrics_json"]),
-            "unmeasured": json.loads(row["unmeasured_json"]), "notes": json.loads(row["notes_json"]),
-            "warnings": json.loads((row["warnings_json"] if "warnings_json" in row.keys() else None)
-                                   or "[]"),
+            "params": _json(row, "params_json", self.path), "status": row["status"],
+            "reason": row["reason"], "metrics": _json(row, "metrics_json", self.path),
+            "unmeasured": _json(row, "unmeasured_json", self.path), "notes": _json(row, "notes_json", self.path),
+            "warnings": _json(row, "warnings_json", self.path, []),
             "traceback": row["traceback"], "started_at": row["started_at"],
             "finished_at": row["finished_at"], "scenario_hash": row["scenario_hash"],
             "harness_version": row["harness_version"], "git_commit": row["git_commit"],
             "git_dirty": None if row["git_dirty"] is None else bool(row["git_dirty"]),
-            "spec": json.loads(row["spec_json"]), "env": json.loads(row["env_json"]),
+            "spec": _json(row, "spec_json", self.path), "env": _json(row, "env_json", self.path),
             "run": facts, "position": row["position"],
         } for row in rows]
         if with_series:
@@ -374,6 +373,19 @@ class ResultStore:
             return [tuple(row) for row in db.execute(
                 "SELECT trial_id, series, step, value FROM series WHERE run_id=?"
                 " ORDER BY trial_id, series, step", (run_id,))]
+
+
+def _json(row: sqlite3.Row, column: str, path: Path, default: Any = None) -> Any:
+    """A JSON column of a stored trial; a value that is not JSON (a database edited or
+    damaged by hand) is an InputError naming the trial and the column, not a traceback."""
+    text = row[column] if column in row.keys() else None
+    if text is None and default is not None:
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise InputError(f"trial {row['trial_id']} of run {row['run_id']}: {column} is not valid "
+                         "JSON (was the database edited by hand?)", file=str(path)) from None
 
 
 def _unusable(err: sqlite3.DatabaseError) -> str:

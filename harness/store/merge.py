@@ -52,6 +52,8 @@ def read_export(path: Path) -> list[dict[str, Any]]:
                          line=line) from None
     except RecursionError:
         raise InputError("not a JSON export: nested too deeply", file=str(path)) from None
+    except ValueError as err:  # an integer of more digits than Python converts (4,300)
+        raise InputError(f"not a JSON export: {err}", file=str(path)) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):

@@ -153,3 +153,21 @@ def test_a_file_is_replaced_whole_or_left_as_it_was(tmp_path, monkeypatch):
         write_file(page, "new report, longer than the old one")
     assert page.read_text() == "old report"
     assert [p.name for p in page.parent.iterdir()] == ["index.html"]  # no temporary file left
+
+
+def test_a_stored_trial_whose_json_was_damaged_is_one_line_naming_it(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    stored(db)
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE trials SET metrics_json='{bad json' WHERE trial_id='t-bf16'")
+    for argv in (["report", "--out", "rep"], ["export", "--format", "json"], ["export", "--format", "csv"]):
+        line = one_line(capsys, *argv, "--results", db)
+        assert line == (f"harness: error: {db}: trial t-bf16 of run run-a: metrics_json is not valid "
+                        "JSON (was the database edited by hand?)"), argv
+
+
+def test_an_export_with_an_integer_too_long_to_convert_is_one_line(tmp_path, capsys):
+    export = tmp_path / "huge.json"
+    export.write_text('[{"repeat": ' + "9" * 5000 + "}]")
+    line = one_line(capsys, "import", export, "--results", tmp_path / "r.db")
+    assert line.startswith(f"harness: error: {export}: not a JSON export: Exceeds the limit (4300 digits)")
