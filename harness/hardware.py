@@ -107,6 +107,9 @@ def library_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    # torch's own string keeps the build's local tag ("2.11.0+cu130", "2.13.0+cpu"), which the
+    # wheel's metadata may lack: the same release built for CUDA or CPU is not the same torch
+    versions["torch"] = torch.__version__
     return versions
 
 

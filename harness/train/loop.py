@@ -95,8 +95,8 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
         tracker.start()
 
     energy = EnergyMeter(device)  # the same meter for both windows: devices found once
-    t0 = time.perf_counter()
     with energy:  # the warm-up's energy, apart from the measured window's
+        t0 = time.perf_counter()  # after the meter's start-up, which is no step's cost
         for index in range(settings.warmup_steps):
             losses.append(step(batches(index)))
             if index == 0:
@@ -125,6 +125,8 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
                     break
     routing, routing_series = router_metrics(bare_model)
     times = timer.result()
+    if settings.warmup_steps == 0:  # then the first step is the measured window's first
+        out.notes["first_step_s"] = times.step_times_s[0]
 
     history = torch.stack(losses).tolist()
     measured = done - settings.warmup_steps

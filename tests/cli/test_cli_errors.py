@@ -211,3 +211,14 @@ def test_python_dash_m_validate_bad_file(tmp_path, bad):
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
         f"harness: error: {bad}:4: matrx: unknown key 'matrx' (did you mean 'matrix'?)"]
+
+
+def test_the_recorded_torch_version_keeps_the_builds_local_tag(monkeypatch):
+    from importlib import metadata
+
+    from harness import hardware
+
+    monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")  # the GPU machine's build
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "2.11.0" if name == "torch" else real(name))
+    assert hardware.library_versions()["torch"] == "2.11.0+cu130"

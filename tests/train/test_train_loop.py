@@ -83,3 +83,23 @@ def test_failures_inside_the_worker_are_classified(write_scenario, faulty, build
     assert result.status == status
     assert words in result.reason
     assert not result.metrics
+
+
+def test_with_no_warmup_the_first_measured_step_is_the_first_step(write_scenario):
+    from harness.train.accounting import account_compile
+
+    result = run_trial(_spec(write_scenario, train={"steps": 4, "warmup_steps": 0}))
+    assert result.notes["first_step_s"] == result.series["step_time_s"][0]
+    outcome = type("Outcome", (), {"notes": dict(result.notes), "metrics": dict(result.metrics)})()
+    account_compile(outcome, True)  # compile with warmup_steps 0 was a KeyError on first_step_s
+    assert outcome.metrics["compile_time_s"] == max(
+        0.0, result.series["step_time_s"][0] - result.metrics["step_time_s"])
+
+
+@pytest.mark.parametrize("steps, device, every", [
+    (30, "cuda", 25), (99, "cuda", 25), (5000, "cuda", 100),  # a GPU: never a look each step
+    (30, "cpu", 1), (5000, "cpu", 100)])
+def test_looks_at_the_losses_are_rare_on_a_gpu_and_free_on_a_cpu(steps, device, every):
+    from harness.train.trial import look_every
+
+    assert look_every(steps, device) == every
