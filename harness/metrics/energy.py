@@ -60,6 +60,9 @@ class GpuEnergy:
     throttle: dict[str, float]  # throttle reason -> share of the window's samples it was set in
     foreign_pids: tuple[int, ...] | None  # other processes on the GPU at start or end; None: unreadable
     own_pid_seen: bool  # False: NVML's pids are another PID namespace's (a container)
+    # the integral of the sampled power, kept beside the counter's figure so the two can be
+    # compared (Zeus's check of the counter); None without power readings
+    sampled_energy_j: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,13 @@ class EnergyReading:
         if not self.gpus or any(gpu.energy_j is None for gpu in self.gpus):
             return None
         return sum(gpu.energy_j for gpu in self.gpus)
+
+    @property
+    def sampled_energy_j(self) -> float | None:
+        """The integrated sampled power over the window (summed), whatever `energy_j` used."""
+        if not self.gpus or any(gpu.sampled_energy_j is None for gpu in self.gpus):
+            return None
+        return sum(gpu.sampled_energy_j for gpu in self.gpus)
 
     @property
     def method(self) -> str | None:
@@ -226,7 +236,7 @@ class EnergyMeter:
             fallback=fallback, max_power_w=max((p for _, p in powered), default=None),
             power_limit_w=self._limits[i], throttle=throttle_shares(s.reasons for s in states),
             foreign_pids=None if seen is None else tuple(sorted(seen - {own})),
-            own_pid_seen=seen is not None and own in seen)
+            own_pid_seen=seen is not None and own in seen, sampled_energy_j=sampled_j)
 
 
 def choose_energy(start: int | Exception, end: int | Exception, window_s: float,
@@ -294,6 +304,11 @@ def metrics_from(reading: EnergyReading, tokens: float,
              "no power readings (nvmlDeviceGetPowerUsage)")
         notes["energy_method"] = reading.method
         notes["energy_known_error"] = reading.known_error
+    sampled = reading.sampled_energy_j
+    if sampled is not None:  # beside the counter's figure, so the two can be compared
+        metrics["energy_sampled_j"] = sampled
+        if energy and reading.method == COUNTER and sampled > 0:
+            notes["energy_counter_over_sampled"] = energy / sampled
     if reading.gpus:
         fallbacks = {f"cuda:{g.index}": g.fallback for g in reading.gpus if g.fallback}
         if fallbacks:
@@ -325,7 +340,7 @@ def merge_over_ranks(per_rank: list[dict[str, float]], tokens: float,
     RAPL and CPU utilisation are the node's: one rank per node (local rank 0) counts them."""
     metrics: dict[str, float] = {}
     unmeasured: dict[str, str] = {}
-    for name in ("energy_j", "avg_power_w", "max_power_w"):
+    for name in ("energy_j", "energy_sampled_j", "avg_power_w", "max_power_w"):
         values = [m.get(name) for m in per_rank]
         if all(v is not None for v in values):
             metrics[name] = sum(values)

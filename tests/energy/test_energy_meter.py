@@ -11,7 +11,7 @@ import torch
 from energy_fake_nvml import FakeNvml, ManualClock, since
 
 from harness.metrics.energy import (COUNTER, ENERGY_METRICS, SAMPLING, EnergyMeter, EnergyReading,
-                                    merge_over_ranks, metrics_from, power_series)
+                                    integrate, merge_over_ranks, metrics_from, power_series)
 from harness.metrics.rapl import HostEnergyMeter
 
 GPU0 = torch.device("cuda", 0)
@@ -210,3 +210,26 @@ def test_a_failing_look_is_noted_and_the_window_still_measured(no_rapl):
     assert not meter.sampler.alive
     _, _, notes = metrics_from(meter.reading, tokens=100)
     assert notes["gpu_sampler_error"] == "RuntimeError: driver hiccup"
+
+
+def test_with_a_working_counter_the_integrated_power_is_kept_beside_it(no_rapl):
+    clock = ManualClock(1.0)
+    meter, _ = meter_on("steady", clock, no_rapl, sample_hz=0.5)
+    reading = sampled_window(meter, clock, seconds=2.0, dt=0.05)
+    assert reading.method == COUNTER
+    sampled = reading.gpus[0].sampled_energy_j
+    # the trapezoid over the sampler's own power series, not a copy of the counter's figure
+    assert sampled == pytest.approx(integrate(reading.samples["t_s"], reading.samples["power_w"],
+                                              0.0, reading.window_s))
+    metrics, _, notes = metrics_from(reading, tokens=9000)
+    assert metrics["energy_j"] == reading.energy_j and metrics["energy_sampled_j"] == sampled
+    assert notes["energy_counter_over_sampled"] == pytest.approx(reading.energy_j / sampled)
+    assert 0.95 < notes["energy_counter_over_sampled"] < 1.05  # the trace's counter and power agree
+
+
+def test_ranks_add_their_sampled_energy_too():
+    from harness.metrics.energy import merge_over_ranks
+
+    metrics, unmeasured = merge_over_ranks([{"energy_j": 10.0, "energy_sampled_j": 9.0},
+                                            {"energy_j": 12.0, "energy_sampled_j": 11.5}], 100, [0, 1])
+    assert (metrics["energy_j"], metrics["energy_sampled_j"]) == (22.0, 20.5) and not unmeasured
