@@ -16,6 +16,11 @@ from types import ModuleType
 from typing import Any
 
 
+class PluginImportFailed(ValueError):
+    """The plug-in's module exists by its name but cannot be imported here (a dependency the
+    machine lacks, an error in it): unlike a name that leads nowhere, it may import elsewhere."""
+
+
 def load_attribute(location: str, attribute: str, what: str) -> Any:
     """`attribute` of the module at `location`; ValueError naming `what` (e.g. "arch 'x'")
     when the module cannot be imported or lacks the attribute."""
@@ -30,7 +35,7 @@ def _import(name: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except Exception as err:  # an ImportError, or whatever the plug-in raised while importing
-        raise ValueError(f"{what}: cannot import {name!r}: {type(err).__name__}: {err}") from err
+        raise PluginImportFailed(f"{what}: cannot import {name!r}: {type(err).__name__}: {err}") from err
 
 
 def _load_file(path: Path, what: str) -> ModuleType:
@@ -52,5 +57,6 @@ def _load_file(path: Path, what: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as err:
         del sys.modules[module_name]
-        raise ValueError(f"{what}: {path.name} cannot be imported: {type(err).__name__}: {err}") from err
+        raise PluginImportFailed(f"{what}: {path.name} cannot be imported: "
+                                 f"{type(err).__name__}: {err}") from err
     return module

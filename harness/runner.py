@@ -12,8 +12,8 @@ Trials are stored at their planned position, so reports list them in planned ord
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 

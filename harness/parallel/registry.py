@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from harness.hardware import DeviceFacts
-from harness.plugins import load_attribute
+from harness.plugins import PluginImportFailed, load_attribute
 from harness.parallel.base import Strategy, Techniques
 from harness.parallel.fsdp import FSDP
 from harness.parallel.replicated import DDP, NoParallel
@@ -67,16 +67,16 @@ def strategy_class(name: str) -> type:
     if sep and location and attribute:
         try:
             return _as_class(load_attribute(location, attribute, f"parallel strategy {name!r}"), name)
-        except ValueError as err:
-            if "cannot import" in str(err) or "cannot be imported" in str(err):
-                raise
+        except PluginImportFailed:
+            raise
+        except ValueError as err:  # no such file or attribute: a name that leads nowhere
             raise NotAStrategy(str(err)) from None
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
         try:
             loaded = entry.load()
         except Exception as err:
-            raise ValueError(f"parallel strategy {name!r}: entry point {entry.value!r} "
-                             f"cannot be imported: {type(err).__name__}: {err}") from err
+            raise PluginImportFailed(f"parallel strategy {name!r}: entry point {entry.value!r} "
+                                     f"cannot be imported: {type(err).__name__}: {err}") from err
         return _as_class(loaded, name)
     raise NotAStrategy(f"unknown parallel strategy {name!r}; {FORMS}")
 

@@ -123,9 +123,9 @@ def _parallel_problem(name: str) -> Problem | None:
     """A `parallel` name that can never be a strategy (no such form, file or attribute, or not
     a Strategy class: `sys:exit`). The plug-in's module is imported to see its class; nothing
     in it is called (the worker builds it)."""
-    from harness.parallel.registry import BUILTINS, check_strategy_name
+    from harness.parallel.registry import check_strategy_name
 
-    problem = None if name in BUILTINS else check_strategy_name(name)
+    problem = check_strategy_name(name)
     return Problem(problem, "techniques.parallel") if problem else None
 
 

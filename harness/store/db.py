@@ -96,9 +96,8 @@ class ResultStore:
         if self.path.is_file():
             self._check_existing()
         if not read_only:
-            if file_in_the_way(self.path):
-                raise InputError(f"cannot make its folder: {file_in_the_way(self.path)} is a file",
-                                 file=str(path))
+            if (blocker := file_in_the_way(self.path)) is not None:
+                raise InputError(f"cannot make its folder: {blocker} is a file", file=str(path))
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
@@ -110,8 +109,8 @@ class ResultStore:
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                            (str(SCHEMA_VERSION),))
             self.take_in_journal()
-        elif self.waiting_in_journal():
-            print(f"harness: note: {self.waiting_in_journal()} trials wait in {self.journal} "
+        elif waiting := self.waiting_in_journal():
+            print(f"harness: note: {waiting} trials wait in {self.journal} "
                   "(the database was locked); the next command that writes to it takes them in",
                   file=sys.stderr)
 
@@ -346,7 +345,8 @@ class ResultStore:
             "scenario": row["scenario"], "trial_id": row["trial_id"], "name": row["name"],
             "params": _json(row, "params_json", self.path), "status": row["status"],
             "reason": row["reason"], "metrics": _json(row, "metrics_json", self.path),
-            "unmeasured": _json(row, "unmeasured_json", self.path), "notes": _json(row, "notes_json", self.path),
+            "unmeasured": _json(row, "unmeasured_json", self.path),
+            "notes": _json(row, "notes_json", self.path),
             "warnings": _json(row, "warnings_json", self.path, []),
             "traceback": row["traceback"], "started_at": row["started_at"],
             "finished_at": row["finished_at"], "scenario_hash": row["scenario_hash"],

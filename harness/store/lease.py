@@ -5,7 +5,7 @@ still being swept) would both run the trials it lacks. The lease is a row keyed 
 taking it is one INSERT, atomic in SQLite: the second runner's fails, and it is told who holds
 the run. A holder that died without releasing it (SIGKILL, a lost node) is recognised as dead:
 on its own host by its pid, elsewhere by a heartbeat older than `stale_after_s` (the runner
-renews after every trial, and no trial outlives its timeout).
+renews after a trial, at most once a minute, and no trial outlives its timeout).
 """
 
 from __future__ import annotations
