@@ -1,106 +1,60 @@
 """The harness must not distort what it measures: its training loop, meters included, against a
-bare loop a user would write for the same model, data and optimizer.
+bare loop a user would write for the same model, data and optimizer (harness/checks/overhead.py,
+which a suite also runs on a GPU).
 
     pytest tests/benchmarks --benchmark-enable -s     # prints the overhead, stores it
 
-Rounds alternate bare and harness windows in one process, so drift of the machine (clock,
-other tenants) hits both alike; the overhead is the median over rounds of the ratio of wall
-time per step. With benchmarks disabled (the default test run) one short round runs and only
-the equality of the two loops' losses is asserted: timings are never a pass/fail test here.
+With benchmarks disabled (the default test run) one short round runs and only the equality of
+the two loops' losses is asserted: timings are never a pass/fail test here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
-import time
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from harness.data import load_splits
-from harness.models import GPT, resolve_config
-from harness.techniques import apply_techniques
-from harness.train.loop import LoopSettings, run_training
-from harness.techniques.optimizers import make_optimizer
-from harness.train.step import make_train_step
+from harness.checks import overhead
+from harness.checks.overhead import SETTINGS, bare_loop, harness_loop, measure
 
-TECHNIQUES = {"precision": "fp32", "checkpointing": "none", "compile": False, "attention": "sdpa",
-              "fp16_init_scale": 2.0**16}
-BATCH, SEQ_LEN, WARMUP = 8, 128, 5
+CPU = torch.device("cpu")
 
 
-def _splits(steps: int):
-    return load_splits("synthetic", seq_len=SEQ_LEN, seed=0, train_sequences=steps * BATCH,
-                       eval_sequences=BATCH, vocab_size=64)
-
-
-def _model() -> GPT:
-    torch.manual_seed(0)
-    return GPT(resolve_config("tiny"))
-
-
-def bare_loop(splits, steps: int) -> tuple[float, list[float]]:
-    """Wall seconds per measured step, and the loss of every step."""
-    model = _model()
-    optimizer = make_optimizer(model, "adamw", 3e-3, 0.1)
-    params = list(model.parameters())
-    losses = []
-    for step in range(steps):
-        if step == WARMUP:
-            t0 = time.perf_counter()
-        x, y = splits.train_batch(step, BATCH)
-        logits = model(x)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
-    seconds = (time.perf_counter() - t0) / (steps - WARMUP)
-    return seconds, torch.stack(losses).tolist()
-
-
-def harness_loop(splits, steps: int) -> tuple[float, list[float]]:
-    device = torch.device("cpu")
-    bare = _model()
-    model, precision = apply_techniques(bare, TECHNIQUES, device)
-    optimizer = make_optimizer(bare, "adamw", 3e-3, 0.1)
-    step = make_train_step(model, optimizer, precision, 1.0)
-    settings = LoopSettings(steps=steps, warmup_steps=WARMUP, micro_batch_size=BATCH,
-                            eval_batches=1, progress_every=max(1, steps // 50))
-    outcome = run_training(step, model, bare, precision, splits, device, settings)
-    return outcome.notes["window_s"] / outcome.notes["measured_steps"], outcome.series["loss"]
+def _settings(benchmark) -> overhead.OverheadSettings:
+    full = SETTINGS["cpu"]
+    return dataclasses.replace(full, rounds=1, steps=15) if benchmark.disabled else full
 
 
 def test_harness_loop_overhead_against_a_bare_loop(benchmark):
-    rounds, steps = (1, 15) if benchmark.disabled else (31, 40)
-    splits = _splits(steps)
-    ratios = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one core computes, the other absorbs the machine's own noise
-    try:
-        for index in range(rounds):
-            if index % 2:  # alternate which loop goes first, so neither always runs warmer
-                harness_s, harness_losses = harness_loop(splits, steps)
-                bare_s, bare_losses = bare_loop(splits, steps)
-            else:
-                bare_s, bare_losses = bare_loop(splits, steps)
-                harness_s, harness_losses = harness_loop(splits, steps)
-            ratios.append(harness_s / bare_s)
-    finally:
-        torch.set_num_threads(threads)
+    settings = _settings(benchmark)
+    found = measure(settings, CPU)
     # the same computation step for step; only the order in which the gradient norm is summed
     # for clipping differs (model order vs optimizer-group order), hence float rounding
-    assert harness_losses == pytest.approx(bare_losses, rel=1e-5)
+    assert found["max_loss_rel_gap"] < 1e-5
+    assert len(found["ratios"]) == settings.rounds
+    benchmark.extra_info.update({"overhead_pct": 100 * (found["ratio"] - 1), "rounds": settings.rounds,
+                                 "steps": settings.steps, "ratios": found["ratios"]})
+    print(f"\nharness loop vs bare loop, tiny GPT on CPU (1 thread): overhead "
+          f"{100 * (found['ratio'] - 1):+.2f}% (median of {settings.rounds} rounds of {settings.steps} "
+          f"steps; ratio IQR {found['ratio_q1']:.4f}-{found['ratio_q3']:.4f})")
+    splits = overhead._splits(settings)
+    benchmark.pedantic(harness_loop, args=(settings, splits, CPU), rounds=1, iterations=1)
 
-    overhead = statistics.median(ratios) - 1
-    benchmark.extra_info.update({"overhead_pct": 100 * overhead, "rounds": rounds, "steps": steps,
-                                 "ratios": ratios})
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    print(f"\nharness loop vs bare loop, tiny GPT on CPU (1 thread): overhead {100 * overhead:+.2f}% "
-          f"(median of {rounds} rounds of {steps} steps; ratio IQR {quartiles[0]:.4f}-{quartiles[2]:.4f})")
-    benchmark.pedantic(harness_loop, args=(splits, steps), rounds=1, iterations=1)
+
+def test_the_check_refuses_a_ratio_of_two_different_computations(monkeypatch):
+    """A bare loop whose losses differ from the harness loop's (it trained something else)
+    must not yield a ratio: the check fails and says why."""
+    def other_loop(settings, splits, device):
+        seconds, losses = bare_loop(settings, splits, device)
+        return seconds, [loss * 1.01 for loss in losses]
+
+    monkeypatch.setattr(overhead, "bare_loop", other_loop)
+    result = overhead.run("cpu", smoke=True)
+    assert result.status == "failed"
+    assert "computed different losses (relative gap 0.0099" in result.summary
+    assert result.figures["max_loss_rel_gap"] == pytest.approx(0.01 / 1.01, rel=1e-3)
 
 
 class _NoEnergy:
@@ -123,8 +77,9 @@ def test_energy_measurement_overhead(benchmark, monkeypatch):
     here), alternating arms in one process; the target on a GPU is under 0.5%."""
     import harness.train.loop as loop
 
-    rounds, steps = (1, 15) if benchmark.disabled else (21, 40)
-    splits = _splits(steps)
+    settings = _settings(benchmark)
+    rounds = 1 if benchmark.disabled else 21
+    splits = overhead._splits(settings)
     real_meter, ratios = loop.EnergyMeter, []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -136,15 +91,15 @@ def test_energy_measurement_overhead(benchmark, monkeypatch):
             seconds = {}
             for meter, arm in arms:
                 monkeypatch.setattr(loop, "EnergyMeter", meter)
-                seconds[arm], losses = harness_loop(splits, steps)
+                seconds[arm], losses = harness_loop(settings, splits, CPU)
                 seconds[arm + "_losses"] = losses
             assert seconds["with_losses"] == seconds["without_losses"]  # measuring changes nothing
             ratios.append(seconds["with"] / seconds["without"])
     finally:
         torch.set_num_threads(threads)
         monkeypatch.setattr(loop, "EnergyMeter", real_meter)
-    overhead = statistics.median(ratios) - 1
-    benchmark.extra_info.update({"energy_overhead_pct": 100 * overhead, "rounds": rounds})
-    print(f"\nenergy meter on vs off, tiny GPT on CPU (1 thread): overhead {100 * overhead:+.2f}% "
-          f"(median of {rounds} rounds of {steps} steps)")
-    benchmark.pedantic(harness_loop, args=(splits, steps), rounds=1, iterations=1)
+    overhead_pct = 100 * (statistics.median(ratios) - 1)
+    benchmark.extra_info.update({"energy_overhead_pct": overhead_pct, "rounds": rounds})
+    print(f"\nenergy meter on vs off, tiny GPT on CPU (1 thread): overhead {overhead_pct:+.2f}% "
+          f"(median of {rounds} rounds of {settings.steps} steps)")
+    benchmark.pedantic(harness_loop, args=(settings, splits, CPU), rounds=1, iterations=1)
