@@ -69,9 +69,12 @@ def _sync(device: torch.device) -> None:
 
 def bare_loop(settings: OverheadSettings, splits, device: torch.device) -> tuple[float, list[float]]:
     """Wall seconds per measured step, and every step's loss."""
+    from harness.data.splits import device_batch
     from harness.techniques.optimizers import make_optimizer
 
     model = _model(settings, device)
+    if device.type == "cuda":  # the same data path as the harness's: pinned rows, async copies
+        splits = splits.pinned()
     optimizer = make_optimizer(model, "adamw", 3e-3, 0.1)
     params = list(model.parameters())
     dtype = AUTOCAST[settings.precision]
@@ -80,8 +83,7 @@ def bare_loop(settings: OverheadSettings, splits, device: torch.device) -> tuple
         if step == settings.warmup:
             _sync(device)
             t0 = time.perf_counter()
-        x, y = splits.train_batch(step, settings.batch)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = device_batch(splits.train_rows(step, settings.batch), device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(x)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())

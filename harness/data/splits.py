@@ -9,7 +9,7 @@ therefore pay the same data cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -48,6 +48,19 @@ def _check_windows(name: str, windows: torch.Tensor, vocab_size: int) -> None:
     lowest, highest = int(windows.min()), int(windows.max())
     if lowest < 0 or highest >= vocab_size:
         raise ValueError(f"{name} tokens span [{lowest}, {highest}], outside [0, {vocab_size})")
+
+
+def rows_to_batch(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of stored rows, int64 on the rows' device. .contiguous() is a no-op after widening
+    a narrow dtype; it only copies when the rows are already int64, where .long() is a view."""
+    wide = rows.long()
+    return wide[:, :-1].contiguous(), wide[:, 1:].contiguous()
+
+
+def device_batch(rows: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stored rows copied to `device` in their narrow dtype (asynchronously from pinned rows),
+    then widened and shifted there: one small copy per micro-batch, no host sync."""
+    return rows_to_batch(rows.to(device, non_blocking=True))
 
 
 @dataclass
@@ -97,13 +110,21 @@ class TokenSplits:
         for ``steps * B`` windows and the token cap is not hit, step ``s`` simply gets rows
         ``[s*B, (s+1)*B)`` and no row repeats.
         """
+        return rows_to_batch(self.train_rows(step, batch_size))
+
+    def train_rows(self, step: int, batch_size: int) -> torch.Tensor:
+        """The stored rows of `train_batch(step, batch_size)`: a view of `train`, in its narrow
+        dtype (a copy to a device moves these bytes, not int64's)."""
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
         start = (step % self.batches_per_epoch(batch_size)) * batch_size
-        rows = self.train[start : start + batch_size]
-        # .contiguous() is a no-op after widening a narrow dtype; it only copies when the
-        # rows are already int64, where .long() returns a strided view.
-        return rows[:, :-1].long().contiguous(), rows[:, 1:].long().contiguous()
+        return self.train[start : start + batch_size]
+
+    def pinned(self) -> TokenSplits:
+        """These splits with the training windows in page-locked host memory (needs CUDA): a
+        view of them then copies to the GPU asynchronously, where from pageable memory a
+        `non_blocking` copy is a synchronous one. Pinned once per trial, before any timing."""
+        return replace(self, train=self.train.pin_memory())
 
     def eval_batches(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """All of ``eval`` as ``(x, y)`` int64 batches in row order.

@@ -1,5 +1,6 @@
 """An inference trial (scenario kind `inference`): train the model for train.steps (not
-measured; every trial of the scenario trains the same weights from the same seed), load it in
+measured; every trial of the scenario trains the same weights from the same seed, in bf16
+autocast where the GPU has it, else fp32: `pretrain_precision`), load it in
 the trial's precision (fp32, bf16 or fp16 weights) and quantization (int8: LLM.int8 on CUDA,
 dynamic int8 on CPU), then measure
 
@@ -29,7 +30,7 @@ from harness.models import GPTConfig, build_model
 from harness.spec import TrialResult, TrialSpec
 from harness.techniques.precision import apply_precision
 from harness.techniques.quantization import apply_int8, quantized_linear_count
-from harness.train.fit import FitSettings, fit
+from harness.train.fit import FitSettings, fit, pretrain_precision
 from harness.train.loop import evaluate
 
 WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -51,9 +52,10 @@ def run_inference_trial(spec: TrialSpec, progress=lambda done, total: None) -> T
     config = GPTConfig(**{k: v for k, v in spec.model.items() if k != "arch"})
     model = build_model(spec.model["arch"], config).to(device)
     metrics: dict[str, float] = {}
+    pretrain = pretrain_precision(device)
     cost = fit(model, config, splits, device, FitSettings(
         steps=train["steps"], micro_batch_size=batch, lr=train["lr"],
-        weight_decay=train["weight_decay"], grad_clip=train["grad_clip"]))
+        weight_decay=train["weight_decay"], grad_clip=train["grad_clip"], precision=pretrain))
     metrics.update(cost.metrics("pretrain"))
     progress(1, 3)
 
@@ -82,6 +84,7 @@ def run_inference_trial(spec: TrialSpec, progress=lambda done, total: None) -> T
     notes = {"prompt_len": settings["prompt_len"], "decode_tokens": settings["decode_tokens"],
              "inference_batch_size": settings["batch_size"], "weights": techniques["precision"],
              "quantization": techniques["quantization"], "pretrain_steps": train["steps"],
+             "pretrain_precision": pretrain,
              "data": splits.description, "loss_floor": splits.loss_floor, **memory.peaks.notes,
              "contention": contention.reading.to_notes()}
     return TrialResult(trial_id=spec.trial_id, status="ok", metrics=metrics,

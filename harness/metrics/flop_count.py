@@ -35,7 +35,40 @@ def _count_cpu_attention() -> None:
             return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
 
 
+def _broadcast_heads(query_shape, shape):
+    """k/v shape with as many heads as the query's, as a grouped-query kernel broadcasts them."""
+    b, heads, s, d = shape
+    query_heads = query_shape[1]
+    return (b, query_heads, s, d) if heads != query_heads and heads and query_heads % heads == 0 else shape
+
+
+def _count_grouped_query_attention() -> None:
+    """torch before 2.12 asserts equal head counts in its attention FLOP formulas, so a step of
+    a grouped-query model (llama flavour, n_kv_head < n_head) could not be counted. Where the
+    installed formula refuses such shapes, count k/v broadcast to the query's heads (the FLOPs
+    the kernel does, and what later torch counts). The registered formulas look the two
+    functions up in their module when called, so replacing them there covers every kernel."""
+    forward, backward = flop_counter.sdpa_flop_count, flop_counter.sdpa_backward_flop_count
+    try:
+        forward((1, 4, 8, 16), (1, 2, 8, 16), (1, 2, 8, 16))
+        return  # this torch counts grouped-query attention itself
+    except AssertionError:
+        pass
+
+    def sdpa_flop_count(query_shape, key_shape, value_shape):
+        return forward(query_shape, _broadcast_heads(query_shape, key_shape),
+                       _broadcast_heads(query_shape, value_shape))
+
+    def sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape):
+        return backward(grad_out_shape, query_shape, _broadcast_heads(query_shape, key_shape),
+                        _broadcast_heads(query_shape, value_shape))
+
+    flop_counter.sdpa_flop_count = sdpa_flop_count
+    flop_counter.sdpa_backward_flop_count = sdpa_backward_flop_count
+
+
 _count_cpu_attention()
+_count_grouped_query_attention()
 
 
 def is_compiled(model: nn.Module) -> bool:

@@ -22,7 +22,30 @@ def apply_compile(model: nn.Module, setting: bool | str) -> nn.Module:
         # checkpointed block dynamo would otherwise break the graph there and run the block
         # eagerly. The recompute skips that store anyway (RoutedExperts checks for backward).
         torch._dynamo.config.skip_fwd_side_effects_in_bwd_under_checkpoint = True
+    # this trial's counts alone (graphs, breaks, recompiles), also when trials share a process
+    torch._dynamo.reset()
+    from torch._dynamo.utils import counters
+
+    counters.clear()
     return torch.compile(model, mode=mode)
+
+
+# modes that capture CUDA graphs on a GPU (inductor's default for these modes): their second
+# step runs the graphs' warm-up and records them
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compile_steps(setting: bool | str, device_type: str) -> int:
+    """Steps that pay the compiler: the first, and under CUDA graphs the recording step."""
+    return 2 if device_type == "cuda" and setting in CUDA_GRAPH_MODES else 1
+
+
+def recompile_reasons() -> list[str]:
+    """Every guard failure that made dynamo compile a frame again, in this process."""
+    from torch._dynamo.utils import guard_failures  # no public API carries these
+
+    return [f"{getattr(code, 'co_name', code)}: {reason.strip()}"
+            for code, reasons in guard_failures.items() for reason in reasons]
 
 
 def graph_counts() -> dict[str, float]:

@@ -22,6 +22,16 @@ from harness.train.loop import evaluate
 from harness.train.step import make_train_step
 
 
+def pretrain_precision(device: torch.device) -> str:
+    """The precision of unmeasured preparatory training (an inference trial's weights): bf16
+    autocast with fp32 master weights where the device has native bf16 (what such a model is
+    trained in; strict fp32 is several times slower on tensor cores), else fp32. The same for
+    every trial of a scenario on a device, so all of them load the same weights."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
+        return "bf16"
+    return "fp32"
+
+
 @dataclass(frozen=True)
 class FitSettings:
     steps: int

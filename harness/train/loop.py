@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from harness.data import TokenSplits
+from harness.data.splits import device_batch
 from harness.metrics import MemoryMeter, SavedTensorMeter, StepTimer
 from harness.metrics.contention import ContentionMeter, window_warnings
 from harness.metrics.energy import EnergyMeter, power_series
@@ -62,18 +63,25 @@ class LoopOutcome:
     warnings: list[dict[str, str]] = field(default_factory=list)  # TrialResult.warnings
 
 
+# The first steps' wall times are kept: a compiled model pays its compiler there (step 1) and,
+# under CUDA graphs, a warm-up run and the graph's recording (steps 1 and 2).
+FIRST_STEPS_TIMED = 3
+
+
 def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, precision: Precision,
                  splits: TokenSplits, device: torch.device, settings: LoopSettings,
                  progress: Progress = lambda done, total: None) -> LoopOutcome:
     out = LoopOutcome()
     losses: list[torch.Tensor] = []
     batch_size, total = settings.micro_batch_size, settings.steps
+    if device.type == "cuda":  # asynchronous batch copies need page-locked host memory
+        splits = splits.pinned()
 
     def batches(index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The micro-batches of optimizer step `index`, on the device."""
         first = (index * settings.world_size + settings.rank) * settings.grad_accum
-        pairs = (splits.train_batch(first + i, batch_size) for i in range(settings.grad_accum))
-        return [(x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in pairs]
+        return [device_batch(splits.train_rows(first + i, batch_size), device)
+                for i in range(settings.grad_accum)]
 
     def look_at_losses(done: int) -> None:
         if done % settings.progress_every == 0 or done == total:
@@ -95,12 +103,14 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
         tracker.start()
 
     energy = EnergyMeter(device)  # the same meter for both windows: devices found once
+    first_steps_s: list[float] = []  # wall time of each of the first FIRST_STEPS_TIMED steps
     with energy:  # the warm-up's energy, apart from the measured window's
         t0 = time.perf_counter()  # after the meter's start-up, which is no step's cost
         for index in range(settings.warmup_steps):
             losses.append(step(batches(index)))
-            if index == 0:
-                out.notes["first_step_s"] = _synchronized_since(t0, device)
+            if index < FIRST_STEPS_TIMED:  # a sync in the warm-up shapes no measured step
+                first_steps_s.append(_synchronized_since(t0, device))
+                t0 = time.perf_counter()
             look_at_losses(index + 1)
             if tracker is not None:
                 tracker.evaluate_if_due(index + 1)
@@ -125,8 +135,9 @@ def run_training(step: TrainStep, model: nn.Module, bare_model: nn.Module, preci
                     break
     routing, routing_series = router_metrics(bare_model)
     times = timer.result()
-    if settings.warmup_steps == 0:  # then the first step is the measured window's first
-        out.notes["first_step_s"] = times.step_times_s[0]
+    # with fewer warm-up steps, the first measured steps are the first steps
+    first_steps_s = (first_steps_s + times.step_times_s)[:FIRST_STEPS_TIMED]
+    out.notes.update({"first_step_s": first_steps_s[0], "first_steps_s": first_steps_s})
 
     history = torch.stack(losses).tolist()
     measured = done - settings.warmup_steps
@@ -220,14 +231,20 @@ def counted_flops_per_token(model: nn.Module, bare_model: nn.Module, precision: 
 @torch.no_grad()
 def evaluate(model: nn.Module, precision: Precision,
              batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> float:
-    """Mean next-token loss over every eval token (a short last batch weighs what it holds)."""
+    """Mean next-token loss over every eval token (a short last batch weighs what it holds).
+
+    A compiled model evaluates eagerly (torch.compiler's "force_eager" stance): under no_grad
+    and in eval mode dynamo's guards on the grad mode and the training flag fail, and it would
+    compile the model a second time (20-30 s of a GPU trial, in no figure). The weights and
+    the operations are the same; only the kernels differ."""
     model.eval()
     total, rows = torch.zeros((), device=device), 0
-    for x, y in batches:
-        with precision.autocast():
-            logits = model(x.to(device))
-        total += next_token_loss(logits, y.to(device)) * len(x)
-        rows += len(x)
+    with torch.compiler.set_stance("force_eager"):
+        for x, y in batches:
+            with precision.autocast():
+                logits = model(x.to(device))
+            total += next_token_loss(logits, y.to(device)) * len(x)
+            rows += len(x)
     model.train()
     return float(total) / rows
 

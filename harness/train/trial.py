@@ -153,7 +153,7 @@ def _train(spec: TrialSpec, env: RankEnvironment, device: torch.device, progress
         out.unmeasured["comm_fraction"] = f"strategy '{techniques['parallel']}' has no no-sync mode to time against"
     account_memory(out, bare_model, parallel.optimizer)
     account_loss_scaling(out, precision, train["steps"])
-    account_compile(out, techniques["compile"])
+    account_compile(out, techniques["compile"], device.type)
     _merge_ranks(out, device, env)
     if env.rank == 0:  # the global figures live there; one rank measures a CPU's peak at a time
         account_flops(out, config, splits.seq_len, techniques, device_facts(spec.device), world,

@@ -87,3 +87,27 @@ def test_load_splits_argument_errors() -> None:
             load_splits(kind, seq_len=8, seed=0, train_sequences=4, eval_sequences=4)
     with pytest.raises(ValueError, match="eval_sequences"):
         load_splits("synthetic", seq_len=8, seed=0, train_sequences=4, eval_sequences=0)
+
+
+def test_a_device_batch_is_the_train_batch_copied_in_the_narrow_dtype():
+    from harness.data.splits import device_batch
+
+    splits = load_splits("synthetic", seq_len=16, seed=0, train_sequences=12, eval_sequences=2, vocab_size=64)
+    rows = splits.train_rows(4, 4)  # 3 batches per epoch: step 4 is rows 4-7
+    assert rows.dtype == torch.uint8 and rows.data_ptr() == splits.train[4:8].data_ptr()  # a view
+    x, y = device_batch(rows, torch.device("cpu"))
+    expected_x, expected_y = splits.train_batch(4, 4)
+    assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
+    assert x.dtype == y.dtype == torch.int64 and x.is_contiguous() and y.is_contiguous()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_splits_copy_to_the_gpu_from_page_locked_memory():
+    from harness.data.splits import device_batch
+
+    splits = load_splits("synthetic", seq_len=16, seed=0, train_sequences=12, eval_sequences=2, vocab_size=64)
+    pinned = splits.pinned()
+    assert pinned.train.is_pinned() and pinned.train_rows(1, 4).is_pinned()
+    x, _ = device_batch(pinned.train_rows(1, 4), torch.device("cuda"))
+    assert torch.equal(x.cpu(), splits.train_batch(1, 4)[0])

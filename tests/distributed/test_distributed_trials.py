@@ -89,7 +89,8 @@ def test_a_sweep_spans_two_nodes_and_only_node_0_records(write_scenario, tmp_pat
     path = write_scenario("two-nodes", timeout_s=120, train={"steps": 4, "warmup_steps": 1},
                           techniques={"parallel": "ddp"}, matrix={"nnodes": [1, 2]})
     endpoint = f"127.0.0.1:{_free_port()}"
-    base = [sys.executable, "-m", "harness", "run", str(path), "--no-report", "-q",
+    # --device cpu: on a machine with one GPU, auto would put both "nodes" on cuda:0 (NCCL refuses)
+    base = [sys.executable, "-m", "harness", "run", str(path), "--no-report", "-q", "--device", "cpu",
             "--nnodes", "2", "--rdzv-endpoint", endpoint]
     node1 = subprocess.Popen(base + ["--node-rank", "1", "--results", str(tmp_path / "node1.db")],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -57,7 +57,19 @@ def test_inference_trial_int8_holds_fewer_weight_bytes_and_keeps_perplexity_clos
         assert "CUDA" in result.unmeasured["weight_memory_bytes"]
         assert "tokens_per_s" not in m
     assert fp32.metrics["pretrain_eval_loss"] == int8.metrics["pretrain_eval_loss"]  # same weights
+    assert fp32.notes["pretrain_precision"] == int8.notes["pretrain_precision"] == "fp32"  # a CPU
     assert int8.metrics["eval_loss"] == pytest.approx(fp32.metrics["eval_loss"], rel=0.02)
+
+
+@pytest.mark.parametrize("device, native_bf16, expected", [
+    ("cuda", True, "bf16"), ("cuda", False, "fp32"), ("cpu", True, "fp32")])
+def test_inference_weights_pretrain_in_bf16_where_the_gpu_has_it(monkeypatch, device, native_bf16, expected):
+    import torch
+
+    from harness.train.fit import pretrain_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native_bf16)
+    assert pretrain_precision(torch.device(device)) == expected
 
 
 def test_distilled_and_scratch_students_train_on_the_same_tokens(write_scenario):

@@ -85,15 +85,24 @@ def test_failures_inside_the_worker_are_classified(write_scenario, faulty, build
     assert not result.metrics
 
 
-def test_with_no_warmup_the_first_measured_step_is_the_first_step(write_scenario):
+def test_with_no_warmup_the_first_measured_steps_are_the_first_steps(write_scenario):
     from harness.train.accounting import account_compile
 
     result = run_trial(_spec(write_scenario, train={"steps": 4, "warmup_steps": 0}))
     assert result.notes["first_step_s"] == result.series["step_time_s"][0]
+    assert result.notes["first_steps_s"] == result.series["step_time_s"][:3]
     outcome = type("Outcome", (), {"notes": dict(result.notes), "metrics": dict(result.metrics)})()
-    account_compile(outcome, True)  # compile with warmup_steps 0 was a KeyError on first_step_s
+    account_compile(outcome, True, "cpu")  # compile with warmup_steps 0 was a KeyError on first_step_s
     assert outcome.metrics["compile_time_s"] == max(
         0.0, result.series["step_time_s"][0] - result.metrics["step_time_s"])
+
+
+def test_the_first_warmup_steps_are_timed_apart_from_the_window(write_scenario):
+    result = run_trial(_spec(write_scenario, train={"steps": 6, "warmup_steps": 2}))
+    first = result.notes["first_steps_s"]
+    # two warm-up steps, then the measured window's first step
+    assert len(first) == 3 and first[2] == result.series["step_time_s"][0]
+    assert result.notes["first_step_s"] == first[0] > 0
 
 
 @pytest.mark.parametrize("steps, device, every", [
