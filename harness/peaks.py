@@ -7,16 +7,20 @@ A device the table does not know has no peak, so its trials carry no MFU (never 
 
 A CPU has no datasheet figure worth the name, so its peak is measured: the best of a few
 timed square matmuls (torch.mm and F.linear: they take different kernels), once per machine
-(CPU model, torch version, thread count, dtype) and cached as JSON. "Best of N" is the point: a peak is what the hardware can do, not the median.
+(CPU model, torch version, thread count, dtype) and cached as JSON. "Best of N" is the point:
+a peak is what the hardware can do, not the median.
 It is measured under a ContentionMeter and only a quiet measurement is kept: on a busy machine
 the figure is too low and every MFU against it too high, for as long as the cache lives. A busy
 attempt is retried after a pause; when every attempt was busy the Peak says so (`under_load`)
 and the trial's MFU is left unmeasured.
+
+Beside the MFU peak, an achievable one (`achievable_peak_for`, the denominator of
+`mfu_achievable`): on a GPU the best rate of large GEMMs measured once per device and dtype
+(harness.metrics.matmul_peak); on a CPU the measured peak MFU is against already.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -28,7 +32,9 @@ from pathlib import Path
 import torch
 
 from harness.hardware import DeviceFacts
+from harness.metrics import matmul_peak
 from harness.metrics.contention import Contention, ContentionMeter, HarnessProcesses, cpu_busy
+from harness.metrics.matmul_peak import MATMUL_KERNELS
 
 _NV_H100 = "https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet"
 _HALVED = "dense, non-sparse: the datasheet's sparse tensor figures halved"
@@ -148,6 +154,9 @@ class Peak:
     # why a measured figure is not usable: "other processes used at least 41% of the 2 CPUs in
     # each of 3 attempts"; None for a quiet measurement or a datasheet figure
     under_load: str | None = None
+    # how far a trial's hardware FLOP/s may exceed the figure before it is taken as no bound:
+    # 1 for a datasheet's (a hard bound) and the CPU's; ACHIEVABLE_SLACK for a timed GEMM's
+    slack: float = 1.0
 
     @property
     def quiet(self) -> bool:
@@ -202,6 +211,47 @@ def peak_for(facts: DeviceFacts, dtype: str, cache_dir: Path | None = None,
     return None
 
 
+class NoPeak(Exception):
+    """No achievable peak is to be had; the message is the reason stored in `unmeasured`."""
+
+
+# A trial may outrun a timed GEMM by this much before the figure is taken as no bound: the GEMM's
+# rate varies between runs by a few percent (the issue's H200 at 769-798 TFLOP/s, ±2%), and a
+# trial's clocks and GEMM shapes are not the measurement's. More than that is a peak measured
+# low (a shared or throttled GPU), and MFU against it would flatter every trial.
+ACHIEVABLE_SLACK = 1.05
+
+
+def achievable_peak_for(facts: DeviceFacts, dtype: str, cache_dir: Path | None = None,
+                        mfu_peak: Peak | None = None) -> Peak:
+    """The rate the device's own GEMMs reach for `dtype`; raises NoPeak with the reason.
+
+    CUDA (and ROCm): the best of large square GEMMs on random data, timed on the current device
+    once per device and dtype and cached under `cache_dir` (harness.metrics.matmul_peak); fp8's
+    compute dtype is bf16, so its trials are against the bf16 GEMM too. CPU: `mfu_peak` itself,
+    the measured peak MFU is against already (the same object, so the caller can tell).
+    The measurement runs in the calling process: only after a trial's measured window.
+    """
+    if facts.type == "cpu":
+        if mfu_peak is None:
+            raise NoPeak(f"no {dtype} peak FLOP/s is measured on a CPU")
+        return mfu_peak
+    if facts.type != "cuda":
+        raise NoPeak(f"no GEMM peak is measured on a '{facts.type}' device")
+    if dtype not in matmul_peak.GEMM_DTYPES:
+        raise NoPeak(f"no {dtype} GEMM is timed ({', '.join(matmul_peak.GEMM_DTYPES)})")
+    try:
+        record = matmul_peak.gemm_peak(torch.device("cuda"), facts.name, dtype, cache_dir)
+    except torch.cuda.OutOfMemoryError:
+        raise NoPeak(f"the {dtype} GEMM measurement ({matmul_peak.CUDA_SIZE}³) ran out of device "
+                     "memory after the trial") from None
+    except Exception as err:  # a failed measurement costs the figure, never the trial
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise NoPeak(f"the {dtype} GEMM measurement failed: {type(err).__name__}: {message}") from None
+    return Peak(record["tflops"], dtype, matmul_peak.describe(record), measured=True,
+                slack=ACHIEVABLE_SLACK)
+
+
 def utilization(flops_per_token: float, tokens_per_s: float, peak: Peak, devices: int = 1) -> float:
     """Achieved FLOP/s over the peak of all devices: MFU with model FLOPs per token (6N +
     attention), HFU with hardware FLOPs (recompute included). `tokens_per_s` is global."""
@@ -214,11 +264,10 @@ def utilization(flops_per_token: float, tokens_per_s: float, peak: Peak, devices
 # --- the measured CPU peak ---------------------------------------------------------------
 
 CPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-# Both ways a model multiplies matrices: they take different kernels on a CPU. Without AVX-512
-# BF16, a bf16 torch.mm took a slow path at 0.0015 TFLOP/s on the development VM while the bf16
-# F.linear a transformer's layers call ran at 0.0098 (oneDNN): a peak of torch.mm alone put the
-# tiny GPT's bf16 MFU at 350-390%.
-MATMUL_KERNELS = {"torch.mm": torch.mm, "F.linear": torch.nn.functional.linear}
+# MATMUL_KERNELS: both ways a model multiplies matrices; they take different kernels on a CPU.
+# Without AVX-512 BF16, a bf16 torch.mm took a slow path at 0.0015 TFLOP/s on the development VM
+# while the bf16 F.linear a transformer's layers call ran at 0.0098 (oneDNN): a peak of torch.mm
+# alone put the tiny GPT's bf16 MFU at 350-390%.
 CACHE_FILE = "cpu_peaks.json"
 TARGET_SECONDS = 0.08  # one matmul: long enough to dwarf timer and dispatch overhead
 # Many short samples rather than few long ones: on a shared machine the best of them is the
@@ -242,19 +291,8 @@ def default_cache_dir() -> Path:
 
 def time_matmul(dtype: str, size: int, warmup: int = WARMUP, repeats: int = REPEATS) -> float:
     """Best-of-`repeats` TFLOP/s of a size x size x size matmul (2·n³ FLOPs) after warm-up, the
-    faster of MATMUL_KERNELS."""
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator).to(CPU_DTYPES[dtype])
-    b = torch.randn(size, size, generator=generator).to(CPU_DTYPES[dtype])
-    best = float("inf")
-    for kernel in MATMUL_KERNELS.values():
-        for _ in range(warmup):
-            kernel(a, b)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            kernel(a, b)
-            best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e12
+    faster of MATMUL_KERNELS, on this CPU."""
+    return matmul_peak.time_gemm("cpu", dtype, size, warmup, repeats, kernels=MATMUL_KERNELS).tflops
 
 
 def auto_size(dtype: str, target_s: float = TARGET_SECONDS) -> int:
@@ -329,18 +367,8 @@ def _describe_busy(records: list[dict], cpus: int) -> str:
 
 
 def _read_cache(cache_dir: Path | None) -> dict:
-    if cache_dir is None:
-        return {}
-    try:
-        data = json.loads((cache_dir / CACHE_FILE).read_text())
-    except (OSError, ValueError):  # absent or torn: measure again
-        return {}
-    return data if isinstance(data, dict) else {}
+    return matmul_peak.read_cache(cache_dir, CACHE_FILE)
 
 
 def _write_cache(cache_dir: Path, data: dict) -> None:
-    # Write then rename, so a concurrent trial reads the old file or the new, never half.
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{CACHE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, cache_dir / CACHE_FILE)
+    matmul_peak.write_cache(cache_dir, CACHE_FILE, data)

@@ -19,7 +19,7 @@ from harness.spec import VERDICT_BLOCKING
 METRICS = (
     "tokens_per_s", "step_time_s", "step_time_p10_s", "step_time_p90_s", "step_time_cv",
     "peak_memory_bytes", "peak_reserved_bytes", "peak_rss_bytes", "activation_bytes",
-    "flops_per_token", "achieved_tflops", "mfu", "energy_j", "energy_per_token_j",
+    "flops_per_token", "achieved_tflops", "mfu", "mfu_achievable", "energy_j", "energy_per_token_j",
     "avg_power_w", "final_loss", "eval_loss", "tokens_to_target", "time_to_target_s",
     "flops_to_target", "compile_time_s",
 )

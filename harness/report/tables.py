@@ -16,6 +16,9 @@ from harness.report import units
 # The one memory column shows the device allocator's peak on a GPU run and the host's
 # resident-set peak on a CPU run; its header says which, so nobody compares them.
 MEMORY_LABELS = {"peak_memory_bytes": "peak device memory", "peak_rss_bytes": "peak host RSS"}
+# MFU against the rate the device's own large GEMMs reach (timed once per device and dtype), not
+# its datasheet's; on a CPU, whose MFU peak is measured already, the same figure as MFU
+ACHIEVABLE_LABEL = "MFU (achievable peak)"
 REASON_CHARS = 90  # longer reasons are cut in the table and given whole below it
 
 # fingerprint keys in reading order; any other key follows, so a new field is never lost
@@ -78,9 +81,12 @@ def combination_table(combos: pd.DataFrame, memory_metric: str, with_ratios: boo
 
 def compute_table(trials: pd.DataFrame) -> Table:
     """Where the FLOPs went: model and hardware FLOPs per token, achieved rate, MFU and HFU,
-    plus what the compiler and the fp16 loss scaler did where they were used."""
+    MFU against the device's measured GEMM rate where a trial has it, plus what the compiler
+    and the fp16 loss scaler did where they were used."""
+    achievable = "mfu_achievable" in trials and trials["mfu_achievable"].notna().any()
     headers = ["trial", "global batch (micro x accum x ranks)", "model GFLOP/token",
-               "hardware GFLOP/token", "achieved TFLOP/s", "MFU", "HFU"]
+               "hardware GFLOP/token", "achieved TFLOP/s", "MFU",
+               *([ACHIEVABLE_LABEL] if achievable else []), "HFU"]
     extras = [(column, label, fmt) for column, label, fmt in (
         ("compile_time_s", "compile time", units.seconds),
         ("graph_breaks", "graph breaks", units.count),
@@ -93,6 +99,7 @@ def compute_table(trials: pd.DataFrame) -> Table:
         cells = [values["name"], _batch(values), units.gflop(values.get("flops_per_token")),
                  units.gflop(values.get("hardware_flops_per_token")),
                  units.number(values.get("achieved_tflops")), units.percent(values.get("mfu")),
+                 *([units.percent(values.get("mfu_achievable"))] if achievable else []),
                  units.percent(values.get("hfu"))]
         cells += [fmt(values.get(column)) for column, _, fmt in extras]
         rows.append(cells)

@@ -180,7 +180,8 @@ def test_cpu_peak_is_measured_once_then_read_from_the_cache(tmp_path, counted_ti
     threads = torch.get_num_threads()
     record, = json.loads(cache_file.read_text()).values()
     assert first.source == (f"measured: best of {peaks.REPEATS} timed 256x256 matmuls each of "
-                            f"torch.mm and F.linear on this CPU, {threads} threads, {record['measured_at'][:10]}, "
+                            f"torch.mm and F.linear on this CPU, {threads} threads, "
+                            f"{record['measured_at'][:10]}, "
                             "others used 0.0% of the CPUs, load average 0.2")
     assert record["tflops"] == first.tflops and record["threads"] == threads
     assert (record["foreign_cpu_share"], record["steal_share"], record["attempts"]) == (0.0, 0.0, 1)
