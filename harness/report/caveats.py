@@ -14,7 +14,8 @@ CONSEQUENCES = {
                   "comparison, claim and history",
     GPU_THROTTLED: "measured on a throttled GPU (thermal or hardware slowdown)",
     CPU_PEAK_UNDER_LOAD: "without MFU: the CPU peak could not be measured on a quiet machine",
-    PEAK_EXCEEDED: "without MFU: they ran faster than the peak FLOP/s they would be measured against",
+    PEAK_EXCEEDED: "without MFU (datasheet or achievable): they ran faster than the peak FLOP/s they "
+                   "would be measured against",
 }
 
 
@@ -65,9 +66,13 @@ def peaks_used(trials: list[dict[str, Any]]) -> list[str]:
     seen: dict[tuple, str] = {}
     for trial in trials:
         notes = trial.get("notes") or {}
-        if notes.get("peak_tflops") is None:
-            continue
-        key = (notes.get("peak_dtype"), notes.get("peak_tflops"), notes.get("peak_source"))
-        seen.setdefault(key, f"{units.number(notes['peak_tflops'])} TFLOP/s {notes.get('peak_dtype')}"
-                             f" ({notes.get('peak_source') or 'source not stored'})")
+        if notes.get("peak_tflops") is not None:
+            key = (notes.get("peak_dtype"), notes.get("peak_tflops"), notes.get("peak_source"))
+            seen.setdefault(key, f"{units.number(notes['peak_tflops'])} TFLOP/s {notes.get('peak_dtype')}"
+                                 f" ({notes.get('peak_source') or 'source not stored'})")
+        achievable, source = notes.get("peak_achievable_tflops"), notes.get("peak_achievable_source")
+        if achievable is not None and source != "the same measurement as peak_source":
+            seen.setdefault(("achievable", notes.get("peak_dtype"), achievable, source),
+                            f"{units.number(achievable)} TFLOP/s {notes.get('peak_dtype')}, achievable "
+                            f"({source or 'source not stored'})")
     return list(seen.values())

@@ -90,6 +90,7 @@ def compute_table(trials: pd.DataFrame) -> Table:
     extras = [(column, label, fmt) for column, label, fmt in (
         ("compile_time_s", "compile time", units.seconds),
         ("graph_breaks", "graph breaks", units.count),
+        ("compile_recompiles", "recompiles", units.count),
         ("skipped_steps", "fp16 skipped steps", units.count),
         ("loss_scale", "final loss scale", units.count),
     ) if column in trials and trials[column].notna().any()]

@@ -96,3 +96,17 @@ def test_one_run_per_side_is_no_test_unless_earlier_runs_give_the_noise(tmp_path
     row = dict(zip(statistics.headers, statistics.rows[0]))
     assert row["throughput"] == "faster"
     assert "against the run-to-run noise of 4 earlier runs of caveats on this machine" in row["basis"]
+
+
+def test_the_achievable_peak_is_listed_beside_the_datasheet_peak_but_a_cpu_lists_one():
+    from harness.report.caveats import peaks_used
+
+    gpu = {"notes": {"peak_tflops": 989.4, "peak_dtype": "bf16", "peak_source": "NVIDIA H200 SXM: datasheet",
+                     "peak_achievable_tflops": 780.0, "peak_achievable_source": "measured: best of 10"}}
+    cpu = {"notes": {"peak_tflops": 0.14, "peak_dtype": "fp32", "peak_source": PEAK,
+                     "peak_achievable_tflops": 0.14,
+                     "peak_achievable_source": "the same measurement as peak_source"}}
+    assert peaks_used([gpu, gpu, cpu]) == [
+        "989 TFLOP/s bf16 (NVIDIA H200 SXM: datasheet)",
+        "780 TFLOP/s bf16, achievable (measured: best of 10)",
+        f"0.14 TFLOP/s fp32 ({PEAK})"]
