@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_procure_arguments(commands.add_parser(
         "procure", help="machines side by side on one scenario: $ per million tokens, projected training cost"))
 
+    from harness.suite.command import add_arguments as add_suite_arguments
+
+    add_suite_arguments(commands.add_parser(
+        "suite", help="several scenarios (with overrides) and checks into one database, a report each"))
+
     imports = commands.add_parser("import", help="bring JSON exports from other machines into a database")
     imports.add_argument("exports", nargs="+", type=Path, help="JSON export files or folders of them")
     imports.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="database to add them to")
@@ -251,6 +256,12 @@ def cmd_procure(args: argparse.Namespace) -> int:
     return procure_command.run(args)
 
 
+def cmd_suite(args: argparse.Namespace) -> int:
+    from harness.suite import command as suite_command
+
+    return suite_command.run(args)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from harness.store import ResultStore, import_trials, read_export
 
@@ -337,5 +348,5 @@ def default_report_dir(scenario: str) -> Path:
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report,
             "export": cmd_export, "claims": cmd_claims, "compare": cmd_compare, "history": cmd_history,
-            "procure": cmd_procure,
+            "procure": cmd_procure, "suite": cmd_suite,
             "import": cmd_import, "env": cmd_env, "runs": cmd_runs}

@@ -46,10 +46,11 @@ def plan(loaded: LoadedScenario, device: str, cluster: Cluster = Cluster()) -> l
     return list(iter_plan(loaded, device, cluster))
 
 
-def iter_plan(loaded: LoadedScenario, device: str, cluster: Cluster = Cluster()
-              ) -> Iterator[tuple[TrialSpec, str | None]]:
-    """The plan one trial at a time, in planned order."""
-    facts = hardware.device_facts(device)
+def iter_plan(loaded: LoadedScenario, device: str, cluster: Cluster = Cluster(), *,
+              facts: hardware.DeviceFacts | None = None) -> Iterator[tuple[TrialSpec, str | None]]:
+    """The plan one trial at a time, in planned order. `facts`: the device to plan for, when it
+    is not this machine's (`harness suite --dry-run --assume-device`); by default this one's."""
+    facts = facts or hardware.device_facts(device)
     for spec in iter_expand(loaded, device):
         yield spec, _skip_reason(spec, facts, cluster)
 
