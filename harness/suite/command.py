@@ -90,8 +90,8 @@ def _requested_device(args: argparse.Namespace) -> str | None:
     if args.no_report and args.report_only:
         raise InputError("--report-only writes the reports --no-report leaves out: choose one",
                          field="--report-only")
-    if args.report_only and (args.dry_run or args.smoke or args.device):
-        other = "--dry-run" if args.dry_run else "--smoke" if args.smoke else "--device"
+    if args.report_only and (args.dry_run or args.device):
+        other = "--dry-run" if args.dry_run else "--device"
         raise InputError(f"runs nothing, so {other} has no effect: leave it out", field="--report-only")
     if args.format != "table" and not args.dry_run:
         raise InputError("formats the --dry-run plan: add --dry-run", field="--format")
@@ -206,7 +206,7 @@ def _report_only(suite: LoadedSuite, out: Path, args: argparse.Namespace) -> int
                                  "copy the suite's checks/ folder there", file=str(out / relative),
                                  field="--report-only") from None
             continue
-        run = store.run(scenario=entry.loaded.scenario.name)
+        run = _latest_run_of(store, entry, suite.smoke)
         statuses: dict[str, int] = {}
         for trial in store.trials(run.run_id):
             statuses[trial["status"]] = statuses.get(trial["status"], 0) + 1
@@ -225,6 +225,20 @@ def _report_only(suite: LoadedSuite, out: Path, args: argparse.Namespace) -> int
     print(f"suite {suite.name}: {len(rows)} reports and {len(checks)} checks from {args.results}; "
           f"index: {html} and {markdown}")
     return exit_code(rows, checks)
+
+
+def _latest_run_of(store, entry: SuiteEntry, smoke: bool):
+    """The latest run of the entry's scenario made from the same file and overrides (its hash):
+    a run of the same name made otherwise (the smoke sizes, an edited scenario) is not this
+    entry's evidence, and an error says so rather than report it."""
+    name = entry.loaded.scenario.name
+    for found in reversed([r for r in store.runs() if r["scenario"] == name]):
+        run = store.run(found["run_id"])
+        if run.scenario_hash == entry.loaded.file_hash:
+            return run
+    hint = " or another scenario file" + ("" if smoke else "; if the suite ran with --smoke, add --smoke")
+    raise InputError(f"no run of scenario '{name}' (entry '{entry.label}') made with this suite's "
+                     f"overrides{hint}", file=str(store.path), field="--report-only")
 
 
 def _row(entry: SuiteEntry, run_id: str, statuses: dict[str, int], seconds: float, report: str | None,
