@@ -31,19 +31,25 @@ class OverheadSettings:
     steps: int
     warmup: int
     rounds: int
+    lr: float
+    # the steps whose losses must agree (None: every step): on a GPU only the first few, since
+    # its backward kernels add in no fixed order and training amplifies the rounding
+    checked_steps: int | None = None
     threads: int | None = None  # CPU: one core computes, the other absorbs the machine's noise
 
 
 SETTINGS = {
-    "cpu": OverheadSettings("tiny", "fp32", 128, 8, 40, 5, 11, threads=1),
-    "cuda": OverheadSettings("gpt2-small", "bf16", 512, 8, 60, 10, 5),
+    "cpu": OverheadSettings("tiny", "fp32", 128, 8, 40, 5, 11, lr=3e-3, threads=1),
+    # the scenarios' GPT-2 small learning rate: a higher one makes the two runs' rounding grow
+    "cuda": OverheadSettings("gpt2-small", "bf16", 512, 8, 60, 10, 5, lr=6e-4, checked_steps=5),
 }
-SMOKE = OverheadSettings("tiny", "fp32", 64, 4, 12, 3, 1, threads=1)
+SMOKE = OverheadSettings("tiny", "fp32", 64, 4, 12, 3, 1, lr=3e-3, threads=1)
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Largest relative gap between the loops' losses at any step. On a CPU only the order in which
-# the gradient norm is summed for clipping differs (model vs optimizer-group order); a GPU's
-# backward kernels add in no fixed order, and 50 steps of training amplify that rounding.
-LOSS_REL_TOLERANCE = {"cpu": 1e-4, "cuda": 5e-2}
+# Largest relative gap allowed between the loops' losses at a checked step. On a CPU only the
+# order in which the gradient norm is summed for clipping differs (model vs optimizer-group
+# order); on a GPU bf16 rounding and unordered backward sums differ too, within a few steps by
+# far less than a different computation (another batch, another initialisation) would.
+LOSS_REL_TOLERANCE = {"cpu": 1e-4, "cuda": 1e-2}
 
 
 def _splits(settings: OverheadSettings):
@@ -75,7 +81,7 @@ def bare_loop(settings: OverheadSettings, splits, device: torch.device) -> tuple
     model = _model(settings, device)
     if device.type == "cuda":  # the same data path as the harness's: pinned rows, async copies
         splits = splits.pinned()
-    optimizer = make_optimizer(model, "adamw", 3e-3, 0.1)
+    optimizer = make_optimizer(model, "adamw", settings.lr, 0.1)
     params = list(model.parameters())
     dtype = AUTOCAST[settings.precision]
     losses = []
@@ -108,7 +114,7 @@ def harness_loop(settings: OverheadSettings, splits, device: torch.device) -> tu
     techniques = {"precision": settings.precision, "checkpointing": "none", "compile": False,
                   "attention": "sdpa", "fp16_init_scale": 2.0**16}
     model, precision = apply_techniques(bare, techniques, device)
-    optimizer = make_optimizer(bare, "adamw", 3e-3, 0.1)
+    optimizer = make_optimizer(bare, "adamw", settings.lr, 0.1)
     step = make_train_step(model, optimizer, precision, 1.0)
     loop = LoopSettings(steps=settings.steps, warmup_steps=settings.warmup,
                         micro_batch_size=settings.batch, eval_batches=1,
@@ -123,21 +129,26 @@ def measure(settings: OverheadSettings, device: torch.device) -> dict:
     threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    ratios, worst_loss_gap = [], 0.0
+    ratios, bare_steps, harness_steps, checked_gap, all_gap = [], [], [], 0.0, 0.0
+    checked = settings.checked_steps or settings.steps
     try:
         for index in range(settings.rounds):
             first, second = (harness_loop, bare_loop) if index % 2 else (bare_loop, harness_loop)
             timed = {first: first(settings, splits, device), second: second(settings, splits, device)}
             (harness_s, harness_losses), (bare_s, bare_losses) = timed[harness_loop], timed[bare_loop]
             ratios.append(harness_s / bare_s)
-            worst_loss_gap = max(worst_loss_gap, max(abs(a - b) / max(abs(b), 1e-12)
-                                                     for a, b in zip(harness_losses, bare_losses)))
+            bare_steps.append(bare_s)
+            harness_steps.append(harness_s)
+            gaps = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(harness_losses, bare_losses)]
+            checked_gap, all_gap = max(checked_gap, max(gaps[:checked])), max(all_gap, max(gaps))
     finally:
         torch.set_num_threads(threads)
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {"ratio": statistics.median(ratios), "ratios": ratios, "ratio_q1": quartiles[0],
-            "ratio_q3": quartiles[2], "bare_step_s": bare_s, "harness_step_s": harness_s,
-            "max_loss_rel_gap": worst_loss_gap, "preset": settings.preset,
+            "ratio_q3": quartiles[2], "bare_step_s": statistics.median(bare_steps),
+            "harness_step_s": statistics.median(harness_steps), "max_loss_rel_gap": checked_gap,
+            "checked_steps": checked, "max_loss_rel_gap_all_steps": all_gap, "lr": settings.lr,
+            "preset": settings.preset,
             "precision": settings.precision, "seq_len": settings.seq_len, "batch": settings.batch,
             "steps": settings.steps, "warmup": settings.warmup, "rounds": settings.rounds,
             "threads": settings.threads or threads}
@@ -151,7 +162,8 @@ def run(device: str, smoke: bool = False) -> CheckResult:
     if found["max_loss_rel_gap"] > LOSS_REL_TOLERANCE[device]:
         return CheckResult("overhead", "failed",
                            f"the two loops computed different losses (relative gap "
-                           f"{found['max_loss_rel_gap']:.2g}); no ratio reported ({what})", found)
+                           f"{found['max_loss_rel_gap']:.2g} within the first {found['checked_steps']} "
+                           f"steps); no ratio reported ({what})", found)
     return CheckResult("overhead", "ok",
                        f"harness loop / bare loop = {found['ratio']:.4f} "
                        f"(IQR {found['ratio_q1']:.4f}-{found['ratio_q3']:.4f}; {what})", found)

@@ -73,6 +73,7 @@ def peaks_used(trials: list[dict[str, Any]]) -> list[str]:
         achievable, source = notes.get("peak_achievable_tflops"), notes.get("peak_achievable_source")
         if achievable is not None and source != "the same measurement as peak_source":
             seen.setdefault(("achievable", notes.get("peak_dtype"), achievable, source),
-                            f"{units.number(achievable)} TFLOP/s {notes.get('peak_dtype')}, achievable "
+                            f"{units.number(achievable)} TFLOP/s"
+                            f"{' ' + notes['peak_dtype'] if notes.get('peak_dtype') else ''}, achievable "
                             f"({source or 'source not stored'})")
     return list(seen.values())

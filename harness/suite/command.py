@@ -185,8 +185,9 @@ def _run(suite: LoadedSuite, device: str, out: Path, args: argparse.Namespace) -
 def _report_only(suite: LoadedSuite, out: Path, args: argparse.Namespace) -> int:
     """The reports and the index of a suite that ran elsewhere (a GPU machine that brought back
     its database and its checks' JSON): each scenario entry's latest run in --results, each
-    check's result from OUT/checks/. An entry with no run, or a check with no result, is an
-    error naming it: a partial index would pass for the whole suite."""
+    check's result from OUT/checks/. An entry with no run, or a check with no result (a suite
+    cut short by a time limit), is a "not run" row of the index, named on stderr, and makes
+    the exit code 1: a partial index never passes for the whole suite."""
     from datetime import datetime
 
     from harness.store import ResultStore
@@ -201,12 +202,17 @@ def _report_only(suite: LoadedSuite, out: Path, args: argparse.Namespace) -> int
                 found = json.loads((out / relative).read_text())
                 checks.append(CheckRow(entry.label, entry.check, str(found["status"]), str(found["summary"]),
                                        float(found.get("seconds") or 0.0), relative))
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                raise InputError(f"no readable result of check '{entry.label}' ({type(err).__name__}): "
-                                 "copy the suite's checks/ folder there", file=str(out / relative),
-                                 field="--report-only") from None
+            except (OSError, ValueError, KeyError, TypeError) as err:  # a suite cut short, say
+                why = f"not run, or its result is missing: no readable {out / relative} ({type(err).__name__})"
+                print(printable(f"harness: {entry.label}: {why}"), file=sys.stderr)
+                checks.append(CheckRow(entry.label, entry.check, "failed", why, 0.0, relative))
             continue
-        run = _latest_run_of(store, entry, suite.smoke)
+        try:
+            run = _latest_run_of(store, entry, suite.smoke)
+        except NotRun as err:  # the index lists it as not run; the exit code says incomplete
+            print(printable(f"harness: {entry.label}: {err}"), file=sys.stderr)
+            rows.append(_row(entry, "-", {}, 0.0, None, f"not run: {err}"))
+            continue
         statuses: dict[str, int] = {}
         for trial in store.trials(run.run_id):
             statuses[trial["status"]] = statuses.get(trial["status"], 0) + 1
@@ -237,8 +243,11 @@ def _latest_run_of(store, entry: SuiteEntry, smoke: bool):
         if run.scenario_hash == entry.loaded.file_hash:
             return run
     hint = " or another scenario file" + ("" if smoke else "; if the suite ran with --smoke, add --smoke")
-    raise InputError(f"no run of scenario '{name}' (entry '{entry.label}') made with this suite's "
-                     f"overrides{hint}", file=str(store.path), field="--report-only")
+    raise NotRun(f"no run of scenario '{name}' in {store.path} made with this suite's overrides{hint}")
+
+
+class NotRun(Exception):
+    """A suite entry without a run in the database (the suite was cut short, or ran otherwise)."""
 
 
 def _row(entry: SuiteEntry, run_id: str, statuses: dict[str, int], seconds: float, report: str | None,

@@ -41,11 +41,20 @@ def compile_steps(setting: bool | str, device_type: str) -> int:
 
 
 def recompile_reasons() -> list[str]:
-    """Every guard failure that made dynamo compile a frame again, in this process."""
+    """One reason per recompilation dynamo made in this process: on each recompile it records
+    why every compiled version of the frame failed its guards ("0/0: ...", "0/1: ..."), so the
+    k-th recompile of a frame adds k reasons, and the versions that ever failed, one per
+    recompile, are what is counted (each with the first reason it failed for)."""
     from torch._dynamo.utils import guard_failures  # no public API carries these
 
-    return [f"{getattr(code, 'co_name', code)}: {reason.strip()}"
-            for code, reasons in guard_failures.items() for reason in reasons]
+    found = []
+    for code, reasons in guard_failures.items():
+        first: dict[str, str] = {}
+        for reason in reasons:
+            text = str(reason).strip()
+            first.setdefault(text.split(":", 1)[0], text)
+        found += [f"{getattr(code, 'co_name', code)}: {text}" for text in first.values()]
+    return found
 
 
 def graph_counts() -> dict[str, float]:

@@ -81,16 +81,18 @@ def test_a_suite_runs_into_one_database_with_a_report_each_and_an_index(write_su
     # the reports again, elsewhere, from the database and the checks' JSON (what a GPU machine
     # brings back): the same runs, the same check results; without the JSON, one line naming it
     again = suite_dir / "again"
-    code, _, err = cli("suite", path, "--report-only", "--results", db, "--out", again)
-    assert code == 2 and f"{again / 'checks' / 'fake-ok.json'}: --report-only: no readable result of " \
-        "check 'fake-ok' (FileNotFoundError)" in err
+    code, _, err = cli("suite", path, "--smoke", "--report-only", "--results", db, "--out", again)
+    missing = f"not run, or its result is missing: no readable {again / 'checks' / 'fake-ok.json'}"
+    assert code == 1 and f"harness: fake-ok: {missing} (FileNotFoundError)" in err
+    assert missing in (again / "index.md").read_text()
     (again / "checks").mkdir(parents=True)
     for name in ("fake-ok.json", "broken.json"):
         (again / "checks" / name).write_text((out / "checks" / name).read_text())
     # the runs were smoke runs: without --smoke their overrides are not this suite's
     code, _, err = cli("suite", path, "--report-only", "--results", db, "--out", again)
-    assert code == 2 and "no run of scenario 'tiny-a' (entry 'a') made with this suite's overrides or " \
-        "another scenario file; if the suite ran with --smoke, add --smoke" in err
+    assert code == 1 and f"harness: a: no run of scenario 'tiny-a' in {db} made with this suite's " \
+        "overrides or another scenario file; if the suite ran with --smoke, add --smoke" in err
+    assert "not run: no run of scenario 'tiny-a'" in (again / "index.md").read_text()
     code, stdout, _ = cli("suite", path, "--smoke", "--report-only", "--results", db, "--out", again)
     assert code == 1 and "suite e2e: 2 reports and 2 checks from" in stdout  # the check still failed
     rebuilt = (again / "index.html").read_text()

@@ -29,6 +29,11 @@ def test_evaluation_does_not_recompile_and_a_no_grad_call_is_counted():
         model(x)
     assert recompile_reasons() == ["forward: 0/0: GLOBAL_STATE changed: grad_mode"]
     assert graph_counts()["compiled_graphs"] == 2.0
+    # a second recompile: dynamo records a failure of both versions (0/0 and 0/1), one recompile
+    with torch._dynamo.config.patch(automatic_dynamic_shapes=False), torch.no_grad():
+        model(x[:, :8])
+    reasons = recompile_reasons()
+    assert len(reasons) == 2 and reasons[1].startswith("forward: 0/1: tensor") and "size mismatch" in reasons[1]
 
 
 @pytest.mark.parametrize("setting, device, expected_s, steps", [
