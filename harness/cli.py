@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"harness: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `harness runs | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        return 0
     except OSError as err:  # a file or folder the command was pointed at: one line naming it
         if err.filename is None:
             raise

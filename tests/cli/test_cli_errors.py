@@ -222,3 +222,13 @@ def test_the_recorded_torch_version_keeps_the_builds_local_tag(monkeypatch):
     real = metadata.version
     monkeypatch.setattr(metadata, "version", lambda name: "2.11.0" if name == "torch" else real(name))
     assert hardware.library_versions()["torch"] == "2.11.0+cu130"
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`harness run ... --dry-run | head -c 10`: more than a pipe holds (1,200 streamed lines,
+    over 64 KiB), so the writer meets the closed pipe; it ends quietly, with exit 0."""
+    done = subprocess.run(f"{sys.executable} -m harness run {QUICKSTART} --dry-run --device cpu "
+                          "--set repeats=300 | head -c 10; exit ${PIPESTATUS[0]}", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and done.returncode == 0, done.stderr
+    assert len(done.stdout) == 10
