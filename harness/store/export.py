@@ -26,8 +26,10 @@ def export_trials(trials: list[dict[str, Any]], fmt: str, out: Path | None) -> s
     """Write `trials` (`ResultStore.trials(run_id, with_series=True)`) to `out`, or return the
     text (JSON and CSV, for standard output)."""
     if fmt == "json":
-        text = json.dumps([{key: trial[key] for key in JSON_KEYS if key in trial} for trial in trials],
-                          indent=2, default=_json_safe)
+        # strict JSON (no bare NaN/Infinity, which JSON has not): a non-finite figure as the string
+        # import reads back ("nan", "inf", "-inf")
+        text = json.dumps(_json_safe([{key: trial[key] for key in JSON_KEYS if key in trial}
+                                      for trial in trials]), indent=2, allow_nan=False)
         return _write_text(text + "\n", out)
     if fmt == "pytest-benchmark":
         # allow_nan=False: the document is read by JavaScript dashboards too, which reject NaN
@@ -68,6 +70,11 @@ def _write_text(text: str, out: Path | None) -> str | None:
 
 
 def _json_safe(value: Any) -> Any:
+    """`value` with every non-finite float, however deep, as its string ('nan', 'inf', '-inf')."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value

@@ -152,3 +152,28 @@ def test_every_hostile_export_is_stored_readably_or_refused_in_one_line(tmp_path
                 con.execute(f"DELETE FROM {table} WHERE run_id != 'run-kept'")
     assert refused >= 60 and accepted >= 10  # the figures the note quotes come from here
     print(f"hostile exports: {accepted + refused} tried, {refused} refused, {accepted} stored")
+
+
+def test_an_export_is_strict_json_and_its_non_finite_figures_round_trip(tmp_path, capsys):
+    """JSON has no NaN or Infinity: they are exported as the strings import reads back."""
+    from harness.spec import TrialResult, TrialSpec
+
+    store = stored(tmp_path / "a.db")
+    spec = TrialSpec(scenario="s", trial_id="t-inf", name="precision=fp16", params={"precision": "fp16", "repeat": 0},
+                     model={}, data={}, train={}, techniques={"precision": "fp16"}, device="cpu", timeout_s=5)
+    store.save_trial("run-a", 2, spec, TrialResult("t-inf", "ok", metrics={"loss_scale": float("inf")},
+                                                   notes={"ratio": float("nan"), "deep": [{"x": float("-inf")}]}),
+                     {"device": "cpu"}, "h")
+    text = export_trials(store.trials("run-a", with_series=True), "json", None)
+
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in an export")
+
+    trials = json.loads(text, parse_constant=refuse)
+    exported = next(t for t in trials if t["trial_id"] == "t-inf")
+    assert exported["metrics"]["loss_scale"] == "inf"
+    assert exported["notes"] == {"ratio": "nan", "deep": [{"x": "-inf"}]}
+    (tmp_path / "a.json").write_text(text)
+    assert main(["import", str(tmp_path / "a.json"), "--results", str(tmp_path / "b.db")]) == 0
+    again = ResultStore(tmp_path / "b.db", read_only=True)
+    assert json.loads(export_trials(again.trials("run-a", with_series=True), "json", None)) == trials
