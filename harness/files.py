@@ -38,3 +38,11 @@ def file_in_the_way(path: Path) -> Path | None:
     """The file, if any, where a folder above `path` should be (mkdir would say 'File exists')."""
     return next((parent for parent in Path(path).parents if parent.exists() and not parent.is_dir()),
                 None)
+
+
+def as_typed(path: Path) -> str:
+    """A path as a user in the current folder would type it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -302,15 +302,27 @@ def auto_size(dtype: str, target_s: float = TARGET_SECONDS) -> int:
     return int(min(max(round(size / 128) * 128, 256), 8192))
 
 
+def cpu_cache_key(cpu_model: str, dtype: str) -> str:
+    """The cache key of a CPU peak: the machine, torch, the thread count and the dtype."""
+    return f"{cpu_model} | torch {torch.__version__} | {torch.get_num_threads()} threads | {dtype}"
+
+
+def usable_cpu_record(record: object) -> dict | None:
+    """A cached CPU peak this code trusts, or None. A record without contention figures was
+    written by older code, maybe on a busy machine; one without `kernels` timed torch.mm alone:
+    both are measured again."""
+    if isinstance(record, dict) and "foreign_cpu_share" in record and "kernels" in record:
+        return record
+    return None
+
+
 def _cpu_peak(cpu_model: str, dtype: str, cache_dir: Path | None, size: int | None,
               meter: ContentionMeter, wait: Callable[[float], None]) -> Peak:
     threads = torch.get_num_threads()
-    key = f"{cpu_model} | torch {torch.__version__} | {threads} threads | {dtype}"
+    key = cpu_cache_key(cpu_model, dtype)
     cache = _read_cache(cache_dir)
-    record = cache.get(key)
-    # a record without contention figures was written by older code, maybe on a busy machine;
-    # one without `kernels` timed torch.mm alone: both are measured again
-    if isinstance(record, dict) and "foreign_cpu_share" in record and "kernels" in record:
+    record = usable_cpu_record(cache.get(key))
+    if record is not None:
         return Peak(record["tflops"], dtype, _describe(record), measured=True)
     n = size or auto_size(dtype)
     busy: list[dict] = []

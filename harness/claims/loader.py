@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from harness.claims.schema import Claim, ClaimsFile
 from harness.errors import InputError, did_you_mean
+from harness.files import as_typed
 from harness.scenario.loader import _line_of, read_yaml_mapping, validation_error
 from harness.scenario.schema import matrix_axes
 
@@ -65,14 +66,6 @@ def load_claims(path: str | Path) -> list[LoadedClaim]:
                                  file=str(path), line=_line_of(lines, where + ("scenario",)),
                                  field=f"claims.{index}.scenario")
             name = load_scenario(scenario_file).scenario.name
-            shown = _as_typed(scenario_file)
+            shown = as_typed(scenario_file)
         loaded.append(LoadedClaim(claim, name, shown))
     return loaded
-
-
-def _as_typed(path: Path) -> str:
-    """A path as a user in the current folder would type it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

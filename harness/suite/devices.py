@@ -109,14 +109,11 @@ def _datasheet(entry: peaks.DatasheetEntry) -> dict[str, Peak]:
 def cached_cpu_peak(cpu_model: str, dtype: str) -> Peak | None:
     """The CPU peak harness.peaks measured and cached for this machine, if it has; never measures.
 
-    The key and the record's completeness mirror harness.peaks._cpu_peak: a record it would
-    measure again is no figure here either."""
-    import torch
-
+    A record harness.peaks would measure again is no figure here either."""
     from harness.metrics import matmul_peak
 
-    key = f"{cpu_model} | torch {torch.__version__} | {torch.get_num_threads()} threads | {dtype}"
-    record = matmul_peak.read_cache(peaks.default_cache_dir(), peaks.CACHE_FILE).get(key)
-    if not isinstance(record, dict) or "foreign_cpu_share" not in record or "kernels" not in record:
+    cache = matmul_peak.read_cache(peaks.default_cache_dir(), peaks.CACHE_FILE)
+    record = peaks.usable_cpu_record(cache.get(peaks.cpu_cache_key(cpu_model, dtype)))
+    if record is None:
         return None
     return Peak(float(record["tflops"]), f"measured (cached): {str(record.get('measured_at'))[:10]}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harness.errors import InputError, did_you_mean
+from harness.files import as_typed
 from harness.scenario.loader import Loc, LoadedScenario, _line_of, read_yaml_mapping, validation_error
 from harness.suite.schema import Entry, SuiteFile
 
@@ -93,7 +94,7 @@ def load_suite(path: str | Path, *, smoke: bool = False, device: str | None = No
         if smoke or suite.smoke or entry.smoke_set:  # a smoke form of its own: checked too
             smoked = _load(scenario, entry, index, _smoke(suite, entry, index), "cpu", str(path), lines)
             chosen = smoked if smoke else normal
-        entries.append(SuiteEntry(index, entry.label, None, _as_typed(scenario),
+        entries.append(SuiteEntry(index, entry.label, None, as_typed(scenario),
                                   chosen.overrides, chosen))
     return LoadedSuite(suite, str(path), smoke, tuple(entries), lines)
 
@@ -147,7 +148,7 @@ def _load(scenario: Path, entry: Entry, index: int, overrides: list[Override], d
 
     items = [item for item, _ in overrides]
     try:
-        return load_scenario(_as_typed(scenario), items, device=device)
+        return load_scenario(as_typed(scenario), items, device=device)
     except InputError as err:
         culprit = _culprit(err, overrides)
         where = culprit[1] if culprit else ("entries", index, "scenario")
@@ -171,11 +172,3 @@ def _culprit(err: InputError, overrides: list[Override]) -> Override | None:
         key = field.removeprefix("--set ")
         return next((o for o in overrides if o[0].partition("=")[0].strip() == key), None)
     return None
-
-
-def _as_typed(path: Path) -> str:
-    """A path as a user in the current folder would type it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
